@@ -1,0 +1,261 @@
+"""The ``qa`` command: build, ask, chat, info, eval. It only parses and formats.
+
+Heavy modules (torch, faiss, the model) are imported inside the commands, so
+``qa --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .settings import default_articles_dir, default_index_dir
+
+
+class UsageError(Exception):
+    """Bad command-line input; the message says what to do."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qa",
+        description="Ask questions about a pile of news articles; answers are exact quotes with their sources.",
+        epilog="Environment: QA_INDEX (index folder), QA_ARTICLES (articles folder), QA_MODEL (embedding model).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def index_opt(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--index", metavar="DIR", default=None, help="index folder (default: $QA_INDEX or index/)")
+
+    p = sub.add_parser("build", help="build or update the index from article files (incremental)")
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: $QA_ARTICLES or articles/)")
+    index_opt(p)
+    p.add_argument("--full", action="store_true", help="re-embed everything instead of only what changed")
+    p.add_argument("--model", default=None, help="sentence-transformers model name or path (default: $QA_MODEL or the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = sub.add_parser("ask", help="answer one question with quotes from the articles")
+    p.add_argument("question", metavar="QUESTION")
+    index_opt(p)
+    p.add_argument("-k", type=int, default=3, metavar="N", help="at most N quotes (default 3)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+
+    p = sub.add_parser("chat", help="answer questions from stdin, one per line, as one conversation")
+    index_opt(p)
+    p.add_argument("-k", type=int, default=3, metavar="N", help="at most N quotes (default 3)")
+    p.add_argument("--json", action="store_true", help="print one JSON object per line")
+
+    p = sub.add_parser("info", help="show what the index holds")
+    index_opt(p)
+    p.add_argument("--json", action="store_true", help="print as JSON")
+
+    p = sub.add_parser("eval", help="score the bot on a file of questions with gold answers")
+    p.add_argument("questions", metavar="QUESTIONS.jsonl")
+    index_opt(p)
+    p.add_argument("-k", type=int, default=5, metavar="N", help="quotes per answer to score (default 5)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def _index_dir(args: argparse.Namespace):
+    from pathlib import Path
+
+    return Path(args.index) if args.index else default_index_dir()
+
+
+def _emit(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def format_answer_text(answer) -> str:
+    """An answer for the terminal: quotes with numbers, then the numbered sources."""
+    lines = []
+    if answer.notice:
+        lines.append(f"({answer.notice})")
+    if answer.searched and answer.searched != answer.question:
+        lines.append(f"Searched: {answer.searched}")
+    lines.append(answer.text)
+    if answer.quotes:
+        lines.append("")
+        for i, q in enumerate(answer.quotes, 1):
+            extra = f", {q.published}" if q.published else ""
+            more = f" (+{len(q.also_in)} more sources)" if q.also_in else ""
+            lines.append(f"[{i}] {q.title} — {q.source}{extra}{more}")
+    return "\n".join(lines)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .build import build_index
+
+    paths = args.paths or [str(default_articles_dir())]
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars.clear()
+            bars[stage] = tqdm(total=total, desc=stage, unit="", file=sys.stderr, leave=False, disable=None)
+        bar = bars[stage]
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        report = build_index(paths, _index_dir(args), model=args.model, full=args.full, progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    if args.json:
+        _emit(report.to_json())
+    else:
+        state = "updated" if report.changed else "already up to date"
+        print(
+            f"index {report.index_dir}/ {state}: {report.articles} articles, {report.chunks} chunks "
+            f"({report.embedded} embedded, {report.reused} reused, {report.removed} removed) in {report.seconds:.1f}s"
+        )
+        for line in report.skipped:
+            print(f"skipped: {line}", file=sys.stderr)
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from .bot import Bot
+
+    bot = Bot.load(_index_dir(args), model=os.environ.get("QA_MODEL") or None)
+    answer = bot.ask(args.question, k=args.k)
+    if args.json:
+        _emit(answer.to_json())
+    else:
+        print(format_answer_text(answer))
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from .bot import AskError, Bot
+
+    bot = Bot.load(_index_dir(args), model=os.environ.get("QA_MODEL") or None)
+    history: list[str] = []
+    interactive = sys.stdin.isatty() and not args.json
+    failed = 0
+    while True:
+        if interactive:
+            print("> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        if not line.strip():
+            continue
+        try:
+            answer = bot.ask(line, history, k=args.k)
+        except AskError as exc:
+            failed += 1
+            if args.json:
+                _emit({"question": line.strip(), "error": str(exc)})
+            else:
+                print(f"qa: {exc}", file=sys.stderr)
+            continue
+        history.append(answer.question)
+        if args.json:
+            _emit(answer.to_json())
+        else:
+            print(format_answer_text(answer) + "\n", flush=True)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .store import read_manifest, verify_files
+
+    folder = _index_dir(args)
+    manifest = read_manifest(folder)
+    verify_files(folder, manifest, checksums=False)
+    data = {
+        "index": str(folder),
+        "build_id": manifest.build_id,
+        "created": manifest.created,
+        "model": manifest.model,
+        "dim": manifest.dim,
+        "dense": manifest.dense_kind,
+        "chunking": manifest.chunking.to_json(),
+        "articles": manifest.counts.get("articles", 0),
+        "chunks": manifest.counts.get("chunks", 0),
+        "bytes": sum(int(e["bytes"]) for e in manifest.files.values()),
+        "sources": [a["source"] for a in manifest.articles],
+    }
+    if args.json:
+        _emit(data)
+        return 0
+    print(f"index {folder}/ (build {manifest.build_id}, {manifest.created})")
+    print(f"  model     {manifest.model} ({manifest.dim} dims), {manifest.dense_kind}")
+    print(f"  chunks    {data['chunks']} of at most {manifest.chunking.chunk_tokens} tokens")
+    print(f"  size      {data['bytes'] / 1e6:.1f} MB")
+    print(f"  articles  {data['articles']}")
+    for entry in manifest.articles[:20]:
+        print(f"    {entry['chunks']:4d} chunks  {entry['source']}")
+    if len(manifest.articles) > 20:
+        print(f"    ... and {len(manifest.articles) - 20} more")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .bot import Bot
+    from .evaluate import evaluate, format_report, read_questions
+
+    items, problems = read_questions(args.questions)
+    for line in problems:
+        print(f"qa: skipped {line}", file=sys.stderr)
+    bot = Bot.load(_index_dir(args), model=os.environ.get("QA_MODEL") or None)
+    report = evaluate(bot.ask, items, k=args.k)
+    if args.json:
+        _emit(report.to_json())
+    else:
+        print(format_report(report))
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "ask": cmd_ask, "chat": cmd_chat, "info": cmd_info, "eval": cmd_eval}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 failed, 2 usage)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="qa: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("bm25s", "sentence_transformers", "transformers", "httpx", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
+    from . import errors
+
+    try:
+        return COMMANDS[args.command](args)
+    except errors.USER_ERRORS as exc:
+        print(f"qa: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a traceback to a user; QA_DEBUG=1 shows it
+        if os.environ.get("QA_DEBUG"):
+            raise
+        print(f"qa: unexpected error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+              "rerun with QA_DEBUG=1 for details", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

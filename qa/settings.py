@@ -1,0 +1,54 @@
+"""Defaults and environment variables, in one place.
+
+``QA_INDEX``, ``QA_ARTICLES`` and ``QA_MODEL`` set the defaults of the CLI, the
+Python API and the web chat.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: The name the bundled model is recorded under in an index manifest.
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+#: Names that all mean the bundled model.
+DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, "all-MiniLM-L6-v2", "default", ""})
+
+#: Version of the index folder layout; bump when the files change shape.
+INDEX_FORMAT = "qa-index/1"
+
+#: Questions longer than this are cut (with a notice), so a pasted book cannot stall the bot.
+MAX_QUESTION_CHARS = 2_000
+
+
+def default_index_dir() -> Path:
+    """The index folder: ``$QA_INDEX`` or ``index``."""
+    return Path(os.environ.get("QA_INDEX") or "index")
+
+
+def default_articles_dir() -> Path:
+    """The articles folder: ``$QA_ARTICLES`` or ``articles``."""
+    return Path(os.environ.get("QA_ARTICLES") or "articles")
+
+
+def default_model() -> str:
+    """The embedding model: ``$QA_MODEL`` or the bundled all-MiniLM-L6-v2."""
+    return os.environ.get("QA_MODEL") or DEFAULT_MODEL
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How articles are cut into chunks, in the embedding model's tokens."""
+
+    chunk_tokens: int = 160
+    overlap_tokens: int = 32
+    #: Tokens of the title put before each chunk when it is embedded.
+    title_tokens: int = 40
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "chunk_tokens": self.chunk_tokens,
+            "overlap_tokens": self.overlap_tokens,
+            "title_tokens": self.title_tokens,
+        }

@@ -1,0 +1,382 @@
+"""The index folder: save it atomically, load it with checks, search it.
+
+Layout (every data file carries the build id, so two builds never share a name)::
+
+    index/
+      manifest.json            written last, atomically; names everything below
+      articles-<id>.jsonl      one Article per line (cleaned text, metadata)
+      chunks-<id>.jsonl        one Chunk per line, in vector order
+      vectors-<id>.npy         float32 [chunks, dim], L2-normalised (allow_pickle=False)
+      dense-<id>.faiss         FAISS inner-product index over those vectors
+      bm25-<id>/               bm25s arrays (.npy) and vocabulary (.json)
+
+A reader opens ``manifest.json`` first and only the files it names, so it sees
+the old index or the new one, never a mix. Files no manifest names are removed
+by the next build, after its manifest is in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .lexical import Lexical
+from .records import Article, Chunk
+from .settings import INDEX_FORMAT, ChunkSettings
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+#: Up to this many chunks the dense index is exact (flat); above it, HNSW.
+FLAT_MAX = 200_000
+_OWN_FILE = re.compile(r"^(articles|chunks|vectors|dense|bm25)-[0-9a-f]{12}(\.jsonl|\.npy|\.faiss)?$|^manifest\.json\..*\.tmp$")
+
+
+class IndexLoadError(Exception):
+    """The index cannot be used; the message says what to do."""
+
+
+class IndexMissing(IndexLoadError):
+    """There is no index in the folder yet."""
+
+
+class IndexInvalid(IndexLoadError):
+    """The folder holds an index that does not match its manifest, this version, or the model."""
+
+
+class IndexBusy(Exception):
+    """Another build holds the folder's writer lock."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """The parsed ``manifest.json``."""
+
+    build_id: str
+    created: str
+    model: str
+    dim: int
+    chunking: ChunkSettings
+    dense_kind: str
+    articles: tuple[dict[str, Any], ...]
+    files: dict[str, dict[str, Any]]
+    counts: dict[str, int]
+    versions: dict[str, str]
+    raw: dict[str, Any]
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _file_entries(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file under the given names (folders are walked)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        path = folder / name
+        paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for p in paths:
+            _fsync_path(p)
+            rel = p.relative_to(folder).as_posix()
+            entries[rel] = {"bytes": p.stat().st_size, "sha256": _sha256_file(p)}
+        if path.is_dir():
+            _fsync_path(path)
+    return entries
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for dist in ("qa", "faiss-cpu", "numpy", "bm25s", "sentence-transformers", "torch", "langchain-text-splitters"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+@contextlib.contextmanager
+def writer_lock(folder: Path) -> Iterator[None]:
+    """Hold the folder's writer lock; raise ``IndexBusy`` at once if another build has it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fh = (folder / LOCK).open("a+")
+    try:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise IndexBusy(f"another build is writing {folder}/ right now: wait for it to finish") from None
+            raise
+        yield
+    finally:
+        fh.close()
+
+
+def make_dense(vectors: np.ndarray):
+    """An inner-product FAISS index over normalised vectors: flat up to ``FLAT_MAX``, else HNSW."""
+    import faiss
+
+    dim = vectors.shape[1]
+    if len(vectors) <= FLAT_MAX:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False))
+            fh.write("\n")
+
+
+def save_index(
+    folder: Path,
+    *,
+    articles: list[Article],
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    model: str,
+    chunking: ChunkSettings,
+    lexical: Lexical | None = None,
+) -> Manifest:
+    """Write a new index generation into ``folder`` and commit it by replacing the manifest.
+
+    The caller holds ``writer_lock(folder)``. Data files are written and fsynced
+    under new names first; the manifest is replaced last (temp file, fsync,
+    ``os.replace``, fsync of the folder); then files no manifest names are removed.
+    """
+    import faiss
+
+    if len(chunks) != len(vectors):
+        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+    folder.mkdir(parents=True, exist_ok=True)
+    build_id = uuid.uuid4().hex[:12]
+    names = {
+        "articles": f"articles-{build_id}.jsonl",
+        "chunks": f"chunks-{build_id}.jsonl",
+        "vectors": f"vectors-{build_id}.npy",
+        "dense": f"dense-{build_id}.faiss",
+        "bm25": f"bm25-{build_id}",
+    }
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    _write_jsonl(folder / names["articles"], (a.to_json() for a in articles))
+    _write_jsonl(folder / names["chunks"], (c.to_json() for c in chunks))
+    np.save(folder / names["vectors"], vectors, allow_pickle=False)
+    dense = make_dense(vectors)
+    faiss.write_index(dense, str(folder / names["dense"]))
+    lexical = lexical or Lexical.build([c.text for c in chunks])
+    lexical.save(folder / names["bm25"])
+    files = _file_entries(folder, list(names.values()))
+
+    per_article: dict[str, int] = {}
+    for chunk in chunks:
+        per_article[chunk.article_id] = per_article.get(chunk.article_id, 0) + 1
+    raw = {
+        "format": INDEX_FORMAT,
+        "build_id": build_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "model": {"name": model, "dim": int(vectors.shape[1]), "normalized": True, "metric": "inner_product"},
+        "chunking": {"splitter": "langchain RecursiveCharacterTextSplitter", **chunking.to_json()},
+        "dense": {"kind": type(dense).__name__, "file": names["dense"]},
+        "names": names,
+        "counts": {"articles": len(articles), "chunks": len(chunks)},
+        "articles": [
+            {"id": a.id, "sha256": a.sha256, "source": a.source, "chunks": per_article.get(a.id, 0)} for a in articles
+        ],
+        "files": files,
+        "versions": _versions(),
+    }
+    tmp = folder / f"{MANIFEST}.{build_id}.tmp"
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(raw, fh, ensure_ascii=False, indent=1)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, folder / MANIFEST)
+    _fsync_path(folder)
+    log.info("committed index %s: %d articles, %d chunks", build_id, len(articles), len(chunks))
+    remove_unreferenced(folder, raw)
+    return _parse_manifest(raw, folder)
+
+
+def remove_unreferenced(folder: Path, raw: dict[str, Any] | None = None) -> list[str]:
+    """Delete data files of older or torn builds (only names this package writes)."""
+    if raw is None:
+        try:
+            raw = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return []
+    keep = set((raw.get("names") or {}).values())
+    removed = []
+    for path in folder.iterdir():
+        if path.name in keep or not _OWN_FILE.match(path.name):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed.append(path.name)
+    if removed:
+        log.info("removed %d leftover file(s) from %s", len(removed), folder)
+    return removed
+
+
+def _parse_manifest(raw: dict[str, Any], folder: Path) -> Manifest:
+    try:
+        return Manifest(
+            build_id=str(raw["build_id"]),
+            created=str(raw.get("created", "")),
+            model=str(raw["model"]["name"]),
+            dim=int(raw["model"]["dim"]),
+            chunking=ChunkSettings(
+                chunk_tokens=int(raw["chunking"]["chunk_tokens"]),
+                overlap_tokens=int(raw["chunking"]["overlap_tokens"]),
+                title_tokens=int(raw["chunking"].get("title_tokens", 0)),
+            ),
+            dense_kind=str(raw["dense"]["kind"]),
+            articles=tuple(raw["articles"]),
+            files=dict(raw["files"]),
+            counts={k: int(v) for k, v in raw["counts"].items()},
+            versions=dict(raw.get("versions", {})),
+            raw=raw,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexInvalid(f"{folder}/{MANIFEST} is incomplete ({exc}): run `qa build --full`") from None
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """Read and check the manifest's format; raise ``IndexMissing``/``IndexInvalid`` with advice."""
+    path = folder / MANIFEST
+    if not path.exists():
+        raise IndexMissing(f"no index in {folder}/ yet: run `qa build` to build it")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexInvalid(f"{path} is unreadable ({type(exc).__name__}): run `qa build --full`") from None
+    if not isinstance(raw, dict) or raw.get("format") != INDEX_FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else None
+        raise IndexInvalid(
+            f"{folder}/ holds an index of format {found!r}, this version reads {INDEX_FORMAT!r}: run `qa build --full`"
+        )
+    return _parse_manifest(raw, folder)
+
+
+def verify_files(folder: Path, manifest: Manifest, *, checksums: bool = True) -> None:
+    """Check that every file the manifest names is there, with its size (and sha256)."""
+    for rel, entry in manifest.files.items():
+        path = folder / rel
+        if not path.is_file():
+            raise IndexInvalid(f"{folder}/ is missing {rel}, which its manifest names: run `qa build --full`")
+        if path.stat().st_size != entry["bytes"]:
+            raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `qa build --full`")
+        if checksums and _sha256_file(path) != entry["sha256"]:
+            raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `qa build --full`")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+class Index:
+    """A loaded index generation: records, vectors, the FAISS and BM25 indexes."""
+
+    def __init__(
+        self,
+        folder: Path,
+        manifest: Manifest,
+        articles: dict[str, Article],
+        chunks: list[Chunk],
+        vectors: np.ndarray,
+        dense,
+        lexical: Lexical,
+    ) -> None:
+        self.folder = folder
+        self.manifest = manifest
+        self.articles = articles
+        self.chunks = chunks
+        self.vectors = vectors
+        self.dense = dense
+        self.lexical = lexical
+
+    @property
+    def build_id(self) -> str:
+        return self.manifest.build_id
+
+    def article_of(self, chunk: Chunk) -> Article:
+        return self.articles[chunk.article_id]
+
+    def dense_search(self, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and cosine scores of the ``k`` nearest chunks."""
+        k = min(k, len(self.chunks))
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        scores, rows = self.dense.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
+        keep = rows[0] >= 0
+        return rows[0][keep].astype(np.int64), scores[0][keep]
+
+
+def load_index(folder: Path, *, model: str | None = None, checksums: bool = True) -> Index:
+    """Load the committed index in ``folder``; ``model`` (if given) must be the one it was built with."""
+    import faiss
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if model is not None and model != manifest.model:
+        raise IndexInvalid(
+            f"{folder}/ was built with model {manifest.model!r}, not {model!r}: "
+            f"run `qa build --full` to rebuild it with {model!r}, or use {manifest.model!r}"
+        )
+    verify_files(folder, manifest, checksums=checksums)
+    names = manifest.raw["names"]
+    try:
+        articles = [Article.from_json(row) for row in _read_jsonl(folder / names["articles"])]
+        chunks = [Chunk.from_json(row) for row in _read_jsonl(folder / names["chunks"])]
+        vectors = np.load(folder / names["vectors"], mmap_mode="r", allow_pickle=False)
+        dense = faiss.read_index(str(folder / names["dense"]))
+        lexical = Lexical.load(folder / names["bm25"], mmap=True)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `qa build --full`") from None
+    by_id = {a.id: a for a in articles}
+    if (
+        len(chunks) != manifest.counts["chunks"]
+        or len(articles) != manifest.counts["articles"]
+        or vectors.shape != (len(chunks), manifest.dim)
+        or dense.ntotal != len(chunks)
+        or lexical.n_docs != len(chunks)
+        or any(c.article_id not in by_id for c in chunks)
+    ):
+        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `qa build --full`")
+    return Index(folder, manifest, by_id, chunks, vectors, dense, lexical)
