@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .dense import make_dense, read_dense, search_dense, write_dense
 from .lexical import Lexical
 from .records import Article, Chunk
 from .settings import INDEX_FORMAT, ChunkSettings
@@ -43,8 +44,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-#: Up to this many chunks the dense index is exact (flat); above it, HNSW.
-FLAT_MAX = 200_000
 _OWN_FILE = re.compile(r"^(articles|chunks|vectors|dense|bm25)-[0-9a-f]{12}(\.jsonl|\.npy|\.faiss)?$|^manifest\.json\..*\.tmp$")
 
 
@@ -139,21 +138,6 @@ def writer_lock(folder: Path) -> Iterator[None]:
         fh.close()
 
 
-def make_dense(vectors: np.ndarray):
-    """An inner-product FAISS index over normalised vectors: flat up to ``FLAT_MAX``, else HNSW."""
-    import faiss
-
-    dim = vectors.shape[1]
-    if len(vectors) <= FLAT_MAX:
-        index = faiss.IndexFlatIP(dim)
-    else:
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
-
-
 def _write_jsonl(path: Path, rows) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for row in rows:
@@ -177,8 +161,6 @@ def save_index(
     under new names first; the manifest is replaced last (temp file, fsync,
     ``os.replace``, fsync of the folder); then files no manifest names are removed.
     """
-    import faiss
-
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
     folder.mkdir(parents=True, exist_ok=True)
@@ -195,7 +177,7 @@ def save_index(
     _write_jsonl(folder / names["chunks"], (c.to_json() for c in chunks))
     np.save(folder / names["vectors"], vectors, allow_pickle=False)
     dense = make_dense(vectors)
-    faiss.write_index(dense, str(folder / names["dense"]))
+    write_dense(dense, folder / names["dense"])
     lexical = lexical or Lexical.build([c.text for c in chunks])
     lexical.save(folder / names["bm25"])
     files = _file_entries(folder, list(names.values()))
@@ -343,15 +325,11 @@ class Index:
         k = min(k, len(self.chunks))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        scores, rows = self.dense.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
-        keep = rows[0] >= 0
-        return rows[0][keep].astype(np.int64), scores[0][keep]
+        return search_dense(self.dense, query_vector, k)
 
 
 def load_index(folder: Path, *, model: str | None = None, checksums: bool = True) -> Index:
     """Load the committed index in ``folder``; ``model`` (if given) must be the one it was built with."""
-    import faiss
-
     folder = Path(folder)
     manifest = read_manifest(folder)
     if model is not None and model != manifest.model:
@@ -365,7 +343,7 @@ def load_index(folder: Path, *, model: str | None = None, checksums: bool = True
         articles = [Article.from_json(row) for row in _read_jsonl(folder / names["articles"])]
         chunks = [Chunk.from_json(row) for row in _read_jsonl(folder / names["chunks"])]
         vectors = np.load(folder / names["vectors"], mmap_mode="r", allow_pickle=False)
-        dense = faiss.read_index(str(folder / names["dense"]))
+        dense = read_dense(folder / names["dense"])
         lexical = Lexical.load(folder / names["bm25"], mmap=True)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `qa build --full`") from None
