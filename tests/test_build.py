@@ -1,0 +1,158 @@
+"""Incremental builds and the index folder, with the hash embedder (fast)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.bot import Bot
+from qa.build import BuildError, build_index
+from qa.embed import HashEmbedder
+from qa.settings import INDEX_FORMAT
+from qa.store import IndexInvalid, IndexMissing, load_index, read_manifest
+
+NEW_ARTICLE = """Ruritania Opens Its First Tidal Power Plant
+
+The plant at Strelsau harbour will supply 40,000 homes, the energy minister said on Tuesday.
+
+Engineers spent six years building the turbines, which sit on the sea floor.
+"""
+
+
+def _files(index_dir: Path) -> set[str]:
+    return {p.name for p in index_dir.iterdir()}
+
+
+def test_first_build_writes_a_manifest_that_names_everything(hash_index: Path, corpus: Path):
+    manifest = read_manifest(hash_index)
+    raw = json.loads((hash_index / "manifest.json").read_text())
+    assert raw["format"] == INDEX_FORMAT
+    assert raw["model"] == {"name": "hash-64", "dim": 64, "normalized": True, "metric": "inner_product"}
+    assert raw["chunking"]["chunk_tokens"] == manifest.chunking.chunk_tokens
+    assert raw["counts"]["articles"] == 2
+    assert {a["source"] for a in raw["articles"]} == {str(p) for p in corpus.iterdir()}
+    assert all(len(a["sha256"]) == 64 for a in raw["articles"])
+    assert {"faiss-cpu", "numpy", "bm25s"} <= set(raw["versions"])
+    for rel, entry in raw["files"].items():
+        assert (hash_index / rel).stat().st_size == entry["bytes"]
+    index = load_index(hash_index)
+    assert index.vectors.shape == (raw["counts"]["chunks"], 64)
+    assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-5)
+    assert index.dense.ntotal == raw["counts"]["chunks"]
+
+
+def test_adding_one_article_embeds_only_its_chunks(hash_index: Path, corpus: Path, hash_embedder):
+    before = read_manifest(hash_index)
+    (corpus / "new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
+    report = build_index([corpus], hash_index, embedder=hash_embedder)
+    after = read_manifest(hash_index)
+    new_entry = next(a for a in after.articles if a["source"].endswith("new.txt"))
+    assert report.embedded == new_entry["chunks"] > 0
+    assert report.reused == before.counts["chunks"]
+    assert report.removed == 0
+    assert report.chunks == before.counts["chunks"] + new_entry["chunks"]
+    # Old data files are gone; only the new generation remains.
+    assert not any(before.build_id in name for name in _files(hash_index))
+    # Reused vectors are bit-identical to a fresh embedding of the same chunks.
+    index = load_index(hash_index)
+    bot = Bot(index, hash_embedder)
+    answer = bot.ask("How many homes will the tidal power plant in Strelsau supply?")
+    assert not answer.abstained
+    assert "40,000 homes" in answer.quotes[0].text
+
+
+def test_unchanged_corpus_is_a_no_op(hash_index: Path, corpus: Path, hash_embedder):
+    build_id = read_manifest(hash_index).build_id
+    report = build_index([corpus], hash_index, embedder=hash_embedder)
+    assert report.changed is False
+    assert report.embedded == 0 and report.removed == 0
+    assert read_manifest(hash_index).build_id == build_id
+
+
+def test_changed_and_removed_articles(hash_index: Path, corpus: Path, hash_embedder):
+    before = read_manifest(hash_index)
+    first, second = sorted(corpus.iterdir())
+    first_chunks = next(a["chunks"] for a in before.articles if a["source"] == str(first))
+    second_chunks = next(a["chunks"] for a in before.articles if a["source"] == str(second))
+    second.unlink()
+    first.write_text(first.read_text(encoding="utf-8") + "\n\nA new closing paragraph was added today.", encoding="utf-8")
+    report = build_index([corpus], hash_index, embedder=hash_embedder)
+    assert report.articles == 1
+    assert report.reused == 0
+    assert report.removed == first_chunks + second_chunks
+    assert report.embedded == report.chunks
+
+
+def test_full_rebuild_re_embeds_everything(hash_index: Path, corpus: Path, hash_embedder):
+    chunks = read_manifest(hash_index).counts["chunks"]
+    report = build_index([corpus], hash_index, embedder=hash_embedder, full=True)
+    assert (report.embedded, report.reused, report.removed) == (chunks, 0, chunks)
+
+
+def test_another_model_re_embeds_everything(hash_index: Path, corpus: Path):
+    report = build_index([corpus], hash_index, embedder=HashEmbedder(dim=32))
+    assert report.reused == 0 and report.embedded == report.chunks
+    assert read_manifest(hash_index).model == "hash-32"
+
+
+@pytest.mark.parametrize("setup", ["empty", "missing", "only_unsupported"])
+def test_no_articles_is_a_clear_error_and_leaves_the_index_alone(hash_index: Path, tmp_path: Path, hash_embedder, setup):
+    folder = tmp_path / "other"
+    if setup != "missing":
+        folder.mkdir()
+    if setup == "only_unsupported":
+        (folder / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    snapshot = {p.name: p.stat().st_mtime_ns for p in hash_index.iterdir()}
+    with pytest.raises(BuildError) as err:
+        build_index([folder], hash_index, embedder=hash_embedder)
+    assert "\n" not in str(err.value)
+    assert str(folder) in str(err.value)
+    assert {p.name: p.stat().st_mtime_ns for p in hash_index.iterdir()} == snapshot
+
+
+def test_loading_checks_the_model_and_the_format(hash_index: Path, tmp_path: Path):
+    with pytest.raises(IndexInvalid, match="qa build"):
+        load_index(hash_index, model="sentence-transformers/all-MiniLM-L6-v2")
+    with pytest.raises(IndexMissing, match="qa build"):
+        load_index(tmp_path / "nowhere")
+    raw = json.loads((hash_index / "manifest.json").read_text())
+    raw["format"] = "qa-index/0"
+    (hash_index / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(IndexInvalid, match="qa build --full"):
+        load_index(hash_index)
+
+
+def test_files_that_do_not_match_the_manifest_are_refused(hash_index: Path):
+    raw = json.loads((hash_index / "manifest.json").read_text())
+    vectors = hash_index / raw["names"]["vectors"]
+    data = bytearray(vectors.read_bytes())
+    data[-1] ^= 0xFF
+    vectors.write_bytes(bytes(data))
+    with pytest.raises(IndexInvalid, match="checksum"):
+        load_index(hash_index)
+
+
+def test_leftovers_of_a_torn_build_are_removed_and_foreign_files_kept(hash_index: Path, corpus: Path, hash_embedder):
+    (hash_index / ".gitignore").write_text("*\n")
+    (hash_index / "chunks-0123456789ab.jsonl").write_text("torn")
+    (hash_index / "manifest.json.0123456789ab.tmp").write_text("{")
+    (hash_index / "notes.txt").write_text("mine")
+    (corpus / "new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
+    build_index([corpus], hash_index, embedder=hash_embedder)
+    names = _files(hash_index)
+    assert "chunks-0123456789ab.jsonl" not in names
+    assert "manifest.json.0123456789ab.tmp" not in names
+    assert {".gitignore", "notes.txt"} <= names
+
+
+def test_the_same_article_under_two_names_is_kept_twice(tmp_path: Path, corpus: Path, hash_embedder):
+    first = sorted(corpus.iterdir())[0]
+    shutil.copy(first, corpus / "copy.txt")
+    report = build_index([corpus], tmp_path / "idx", embedder=hash_embedder)
+    assert report.articles == 3
+    # The copy reuses nothing at first build, but a rebuild reuses all of it.
+    assert build_index([corpus], tmp_path / "idx", embedder=hash_embedder, full=False).changed is False
