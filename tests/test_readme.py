@@ -1,0 +1,30 @@
+"""The README shows ``qa --help`` as it really is."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_help_block_matches_the_cli():
+    env = {**os.environ, "COLUMNS": "80"}
+    help_text = subprocess.run(
+        [sys.executable, "-m", "qa.cli", "--help"], capture_output=True, text=True, env=env, check=True
+    ).stdout.rstrip()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```text\n(usage: qa .*?)\n```", readme, re.S)
+    assert block, "README has no qa --help block"
+    assert block.group(1) == help_text
+
+
+def test_readme_commands_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for script in ("scripts/chat", "scripts/test"):
+        assert f"bash {script}" in readme
+        assert (ROOT / script).exists()
+    assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
