@@ -23,7 +23,7 @@ from .followup import searched_history
 from .records import Answer
 from .retrieve import RetrieveSettings, retrieve
 from .settings import MAX_QUESTION_CHARS, default_index_dir
-from .store import Index, load_index, read_manifest
+from .store import Index, IndexLoadError, load_index, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,14 @@ def clean_question(question: str) -> tuple[str, str]:
         notice = f"Your question was {len(text):,} characters; only the first {MAX_QUESTION_CHARS:,} were used."
         text = text[:MAX_QUESTION_CHARS]
     return text, notice
+
+
+def _clean_turn(turn: str) -> str:
+    """An earlier question, cleaned; "" if nothing is left (it is then ignored, not an error)."""
+    try:
+        return clean_question(turn)[0]
+    except AskError:
+        return ""
 
 
 class Bot:
@@ -113,14 +121,18 @@ class Bot:
         folder = self._index.folder
         try:
             build_id = read_manifest(folder).build_id
-        except Exception:  # a missing or broken manifest: keep serving what we have
+        except IndexLoadError:  # a missing or broken manifest: keep serving what we have
             return False
         if build_id == self._index.build_id:
             return False
         with self._swap:
-            if read_manifest(folder).build_id == self._index.build_id:
+            try:
+                if read_manifest(folder).build_id == self._index.build_id:
+                    return False
+                self._index = load_index(folder, model=self.embedder.name)
+            except IndexLoadError as exc:  # a bad new index must not stop the good one serving
+                log.warning("keeping index %s: the new one cannot be loaded (%s)", self._index.build_id, exc)
                 return False
-            self._index = load_index(folder, model=self.embedder.name)
             log.info("switched to index %s", self._index.build_id)
             return True
 
@@ -131,7 +143,7 @@ class Bot:
         if k < 1:
             raise AskError("k must be at least 1")
         index = self._index  # one index for the whole question, even if a rebuild lands meanwhile
-        earlier = [clean_question(q)[0] for q in _user_turns(history)]
+        earlier = [cleaned for q in _user_turns(history) if (cleaned := _clean_turn(q))]
         searched = searched_history([*earlier, text])[-1]
         vector = self.embedder.encode([searched])[0]
         hits = retrieve(index, searched, vector, max(k, self.answer_settings.passages), self.retrieve_settings)

@@ -7,8 +7,10 @@ embedded; chunks of removed or changed articles are dropped.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -104,7 +106,13 @@ def build_index(
         )
     report("load", len(articles), len(articles))
 
-    with writer_lock(index_dir):
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(writer_lock(index_dir))
+        except OSError as exc:
+            raise BuildError(
+                f"cannot write to {index_dir}/ ({_reason(exc)}); check the folder and its permissions"
+            ) from None
         if full:
             by_sha, previous_chunks, previous_ids = {}, _chunk_count(index_dir), set()
         else:
@@ -125,6 +133,18 @@ def build_index(
                 changed=False,
             )
         return _build(index_dir, articles, by_sha, previous_chunks, embedder, chunking, report, loaded, started)
+
+
+def _reason(exc: BaseException) -> str:
+    """A one-line reason for an I/O failure: "No space left on device", "Read-only file system"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc).split())
+    # faiss wraps the OS error in a long C++ message: "... write error in f: 49107 != 256000 (No space left on device)"
+    os_error = re.search(r"\(([A-Z][^()]{3,80})\)$", text)
+    if os_error:
+        return os_error.group(1)
+    return text[:200] or type(exc).__name__
 
 
 def _chunk_count(index_dir: Path) -> int:
@@ -178,8 +198,10 @@ def _build(
         manifest = save_index(
             index_dir, articles=articles, chunks=chunks, vectors=vectors, model=embedder.name, chunking=chunking
         )
-    except OSError as exc:
-        raise BuildError(f"could not write the index to {index_dir}/ ({exc.strerror or exc}); the previous index is unchanged") from None
+    except (OSError, RuntimeError) as exc:  # faiss reports write failures as RuntimeError
+        raise BuildError(
+            f"could not write the index to {index_dir}/ ({_reason(exc)}); the previous index is unchanged"
+        ) from None
     report("save", 1, 1)
     return BuildReport(
         articles=len(articles),

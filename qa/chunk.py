@@ -54,14 +54,44 @@ def split_text(text: str, settings: ChunkSettings, count_tokens: Callable[[str],
         return []
     pieces = _splitter(settings.chunk_tokens, settings.overlap_tokens, count_tokens).split_text(text)
     spans: list[tuple[int, int]] = []
-    search_from = 0
+    prev_start, prev_end = -1, 0
     for piece in pieces:
-        pos = text.find(piece, search_from)
+        # The next piece starts after the previous one's start and no later than its end (plus
+        # whitespace); take the last such place, so periodic text ("xxxx", "ha ha ha") moves on.
+        window_end = prev_end
+        while window_end < len(text) and text[window_end].isspace():
+            window_end += 1
+        pos = text.rfind(piece, prev_start + 1, window_end + len(piece))
+        if pos < 0:
+            pos = text.find(piece, prev_start + 1)
+        if pos < 0:  # periodic text ran ahead of the splitter: any exact place will do, gaps are filled below
+            pos = text.find(piece)
         if pos < 0:  # the splitter returned something that is not a substring: never expected
-            raise ChunkError(f"chunk not found in text at or after offset {search_from}: {piece[:60]!r}")
+            raise ChunkError(f"chunk not found in text after offset {prev_start}: {piece[:60]!r}")
         spans.extend(_enforce_limit(text, pos, pos + len(piece), settings.chunk_tokens, count_tokens))
-        search_from = pos + 1
-    return spans
+        prev_start, prev_end = pos, pos + len(piece)
+    return _fill_gaps(text, sorted(set(spans)), settings.chunk_tokens, count_tokens)
+
+
+def _fill_gaps(
+    text: str, spans: list[tuple[int, int]], limit: int, count_tokens: Callable[[str], int]
+) -> list[tuple[int, int]]:
+    """Add chunks for any text no span covers, so every word can be found."""
+    out: list[tuple[int, int]] = []
+    covered = 0
+    for start, end in [*spans, (len(text), len(text))]:
+        if start > covered and text[covered:start].strip():
+            lo, hi = covered, start
+            while text[lo].isspace():
+                lo += 1
+            while text[hi - 1].isspace():
+                hi -= 1
+            log.debug("chunk gap at %d-%d filled", lo, hi)
+            out.extend(_enforce_limit(text, lo, hi, limit, count_tokens))
+        if end > start:
+            out.append((start, end))
+        covered = max(covered, end)
+    return sorted(set(out))
 
 
 def _enforce_limit(
@@ -99,6 +129,7 @@ def embedding_text(article: Article, chunk: Chunk, settings: ChunkSettings, coun
     title = article.title.strip()
     if not title or settings.title_tokens <= 0:
         return chunk.text
+    title = title[: settings.title_tokens * 16]  # a token is rarely over 16 characters; keeps the loop short
     while title and count_tokens(title) > settings.title_tokens:
         title = title.rsplit(" ", 1)[0] if " " in title else title[: len(title) // 2]
     return f"{title}\n{chunk.text}" if title else chunk.text

@@ -115,7 +115,16 @@ _NOT_NAME_WORDS = frozenset(
 )
 _NAME_TOKEN = re.compile(r"[A-ZÀ-ÖØ-Þ][\w.'’-]*|[A-Z]\.")
 
-_INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069\u200e\u200f\x00-\x08\x0e-\x1b\x1f\x7f]")
+_INVISIBLE = re.compile(
+    "["
+    "\x00-\x08\x0e-\x1b\x1f\x7f-\x84\x86-\x9f"  # C0/C1 controls (tab and line breaks are kept or mapped)
+    "\u00ad\u061c\u180e"  # soft hyphen, Arabic letter mark, Mongolian vowel separator
+    "\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"  # zero-width, bidi marks/embeddings/isolates
+    "\ufeff\ufff9-\ufffb"  # byte order mark, interlinear annotation
+    "\ud800-\udfff"  # lone surrogates (not encodable as UTF-8)
+    "\U000e0000-\U000e007f"  # tag characters (invisible "ASCII smuggling")
+    "]"
+)
 _LINE_BREAKS = re.compile("\r\n|[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
 _SENTENCE_PUNCT = re.compile(r"[.!?][\"'”’)\]]*(?:\s|$)")
 _TITLE_BAD_END = re.compile(r"[.:;,]$")
@@ -133,6 +142,18 @@ class Cleaned:
 def strip_invisible(text: str) -> str:
     """Normalise line breaks to ``\\n`` and remove zero-width, bidi and control characters."""
     return _INVISIBLE.sub("", _LINE_BREAKS.sub("\n", text))
+
+
+def clean_field(value: str, max_chars: int) -> str:
+    """A one-line metadata value (title, author, date): invisible characters removed, whitespace
+    collapsed, cut at a word boundary to at most ``max_chars`` characters (with "…")."""
+    text = " ".join(strip_invisible(value).split())
+    if len(text) <= max_chars:
+        return text
+    cut = text[: max_chars - 1]
+    if " " in cut[max_chars // 2 :]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip() + "…"
 
 
 def is_boilerplate(line: str) -> bool:

@@ -13,12 +13,14 @@ import json
 import logging
 import os
 import re
+import stat
+import unicodedata
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qa.clean import clean_text
+from qa.clean import clean_field, clean_text
 from qa.records import Article
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,11 @@ logger = logging.getLogger(__name__)
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".jsonl", ".jsonl.gz")
 MAX_FILE_BYTES = 50_000_000
 MAX_ARTICLE_CHARS = 2_000_000
+#: A .jsonl(.gz) file may hold at most this many lines and unpack to at most this many bytes.
+MAX_JSONL_LINES = 2_000_000
+MAX_UNPACKED_BYTES = 500_000_000
+#: Metadata is one line of at most this many characters (longer values are cut with "…").
+MAX_FIELD_CHARS = {"title": 300, "author": 200, "published": 100, "source": 2000}
 _SNIFF_BYTES = 8192
 _MD_HEADING = re.compile(r"#{1,6}[ \t]+(?P<title>.+?)[ \t]*#*[ \t]*")
 
@@ -167,6 +174,8 @@ def _check_size(path: str, max_file_bytes: int) -> None:
         size = os.stat(path).st_size
     except OSError as exc:
         raise LoadError(f"{path}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from exc
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise LoadError(f"{path} is not a regular file (a pipe, device or socket); remove it from the folder")
     if size == 0:
         raise LoadError(f"{path} is empty; add text or remove the file")
     if size > max_file_bytes:
@@ -334,16 +343,30 @@ def _make_article(path: str, source: str, fields: dict[str, str], max_article_ch
             f"{path}: text is {len(text):,} characters, over the {max_article_chars:,} limit; "
             "split it or raise max_article_chars"
         )
-    cleaned = clean_text(text, title_hint=fields.get("title", "").strip())
+    cleaned = clean_text(text, title_hint=clean_field(fields.get("title", ""), MAX_FIELD_CHARS["title"]))
     if not cleaned.text:
         raise LoadError(f"{path}: no text left after removing boilerplate; check the file's content")
     return Article.make(
         text=cleaned.text,
-        source=source,
-        title=cleaned.title,
-        author=fields.get("author", "").strip() or cleaned.author,
-        published=fields.get("published", ""),
+        source=safe_source(source),
+        title=clean_field(cleaned.title, MAX_FIELD_CHARS["title"]),
+        author=clean_field(fields.get("author", "") or cleaned.author, MAX_FIELD_CHARS["author"]),
+        published=clean_field(fields.get("published", ""), MAX_FIELD_CHARS["published"]),
     )
+
+
+def safe_source(source: str) -> str:
+    """A source (path or URL) that prints on one line and encodes as UTF-8.
+
+    Undecodable bytes of file names and control or invisible characters become
+    visible escapes (``\\udce9``, ``\\u202e``), so two different names stay different.
+    """
+    text = source.strip().encode("utf-8", "backslashreplace").decode("utf-8")
+    text = "".join(
+        f"\\u{ord(ch):04x}" if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text
+    )
+    limit = MAX_FIELD_CHARS["source"]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _read_jsonl(path: str, max_article_chars: int) -> tuple[list[Article], list[str]]:
@@ -360,6 +383,12 @@ def _read_jsonl(path: str, max_article_chars: int) -> tuple[list[Article], list[
             _check_not_binary(path, head)
             f.seek(0)
             for lineno, line in _lines(f, max_line_bytes):
+                if lineno > MAX_JSONL_LINES or f.tell() > MAX_UNPACKED_BYTES:
+                    skips.append(
+                        f"{path}: stopped at line {lineno:,}: over {MAX_JSONL_LINES:,} lines or "
+                        f"{_mb(MAX_UNPACKED_BYTES)} MB unpacked; split the file"
+                    )
+                    break
                 if line is None:
                     skips.append(
                         f"{path}: line {lineno} is over {max_line_bytes:,} bytes, too long for the "
@@ -394,8 +423,8 @@ def _lines(f: Any, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
             return
         lineno += 1
         if len(line) > max_line_bytes:
-            while line and not line.endswith(b"\n"):  # drain the rest of the long line
-                line = f.readline(1 << 20)
+            while line and not line.endswith(b"\n") and f.tell() <= MAX_UNPACKED_BYTES:
+                line = f.readline(1 << 20)  # drain the rest of the long line
             yield lineno, None
         else:
             yield lineno, line

@@ -12,7 +12,10 @@ Layout (every data file carries the build id, so two builds never share a name):
 
 A reader opens ``manifest.json`` first and only the files it names, so it sees
 the old index or the new one, never a mix. Files no manifest names are removed
-by the next build, after its manifest is in place.
+by the next build, after its manifest is in place. Readers take no lock; one
+that loses the race with a commit starts again on the new manifest. Builds take
+``.lock`` (``flock``); a second build stops with ``IndexBusy``. Why each step is
+there, and the tests that kill builds to prove it: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 _OWN_FILE = re.compile(r"^(articles|chunks|vectors|dense|bm25)-[0-9a-f]{12}(\.jsonl|\.npy|\.faiss)?$|^manifest\.json\..*\.tmp$")
+_SUFFIX = {"articles": ".jsonl", "chunks": ".jsonl", "vectors": ".npy", "dense": ".faiss", "bm25": ""}
+#: How often ``load_index`` starts again when a build commits while it reads.
+LOAD_ATTEMPTS = 5
 
 
 class IndexLoadError(Exception):
@@ -123,7 +129,12 @@ def _versions() -> dict[str, str]:
 
 @contextlib.contextmanager
 def writer_lock(folder: Path) -> Iterator[None]:
-    """Hold the folder's writer lock; raise ``IndexBusy`` at once if another build has it."""
+    """Hold the folder's writer lock; raise ``IndexBusy`` at once if another build has it.
+
+    A second build stops rather than waits: the first one may take minutes, and its
+    result may make the second unnecessary. The lock is ``flock`` on ``.lock``, so the
+    kernel releases it when its holder dies, even by SIGKILL.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     fh = (folder / LOCK).open("a+")
     try:
@@ -131,8 +142,18 @@ def writer_lock(folder: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise IndexBusy(f"another build is writing {folder}/ right now: wait for it to finish") from None
+                fh.seek(0)
+                holder = fh.read(32).strip()
+                who = f" (process {holder})" if holder.isdigit() else ""
+                raise IndexBusy(
+                    f"another build{who} is writing {folder}/ right now: wait for it to finish, then run `qa build` again"
+                ) from None
             raise
+        with contextlib.suppress(OSError):  # who holds it, for the message above; not needed for safety
+            fh.seek(0)
+            fh.truncate()
+            fh.write(str(os.getpid()))
+            fh.flush()
         yield
     finally:
         fh.close()
@@ -173,6 +194,40 @@ def save_index(
         "bm25": f"bm25-{build_id}",
     }
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    tmp = folder / f"{MANIFEST}.{build_id}.tmp"
+    try:
+        raw = _write_generation(folder, build_id, names, articles, chunks, vectors, model, chunking, lexical)
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(raw, fh, ensure_ascii=False, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / MANIFEST)  # the commit point: atomic, so it happened or it did not
+    except BaseException:
+        # Not committed: the old manifest still rules. Remove this build's files now
+        # (the next build would also remove them) so a full disk gets its space back.
+        _remove_paths(folder, [*names.values(), tmp.name])
+        raise
+    try:
+        _fsync_path(folder)
+    except OSError as exc:  # committed already; only durability across a power cut is in doubt
+        log.warning("could not fsync %s after the commit: %s", folder, exc)
+    log.info("committed index %s: %d articles, %d chunks", build_id, len(articles), len(chunks))
+    remove_unreferenced(folder, raw)
+    return _parse_manifest(raw, folder)
+
+
+def _write_generation(
+    folder: Path,
+    build_id: str,
+    names: dict[str, str],
+    articles: list[Article],
+    chunks: list[Chunk],
+    vectors: np.ndarray,
+    model: str,
+    chunking: ChunkSettings,
+    lexical: Lexical | None,
+) -> dict[str, Any]:
+    """Write and fsync the data files of one generation; return its manifest (not yet written)."""
     _write_jsonl(folder / names["articles"], (a.to_json() for a in articles))
     _write_jsonl(folder / names["chunks"], (c.to_json() for c in chunks))
     np.save(folder / names["vectors"], vectors, allow_pickle=False)
@@ -181,11 +236,12 @@ def save_index(
     lexical = lexical or Lexical.build([c.text for c in chunks])
     lexical.save(folder / names["bm25"])
     files = _file_entries(folder, list(names.values()))
+    _fsync_path(folder)  # the new names are durable before a manifest can point at them
 
     per_article: dict[str, int] = {}
     for chunk in chunks:
         per_article[chunk.article_id] = per_article.get(chunk.article_id, 0) + 1
-    raw = {
+    return {
         "format": INDEX_FORMAT,
         "build_id": build_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -200,16 +256,16 @@ def save_index(
         "files": files,
         "versions": _versions(),
     }
-    tmp = folder / f"{MANIFEST}.{build_id}.tmp"
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(raw, fh, ensure_ascii=False, indent=1)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, folder / MANIFEST)
-    _fsync_path(folder)
-    log.info("committed index %s: %d articles, %d chunks", build_id, len(articles), len(chunks))
-    remove_unreferenced(folder, raw)
-    return _parse_manifest(raw, folder)
+
+
+def _remove_paths(folder: Path, names: list[str]) -> None:
+    for name in names:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 def remove_unreferenced(folder: Path, raw: dict[str, Any] | None = None) -> list[str]:
@@ -220,23 +276,38 @@ def remove_unreferenced(folder: Path, raw: dict[str, Any] | None = None) -> list
         except (OSError, ValueError):
             return []
     keep = set((raw.get("names") or {}).values())
-    removed = []
-    for path in folder.iterdir():
-        if path.name in keep or not _OWN_FILE.match(path.name):
-            continue
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        removed.append(path.name)
+    removed = sorted(p.name for p in folder.iterdir() if p.name not in keep and _OWN_FILE.match(p.name))
+    _remove_paths(folder, removed)
     if removed:
         log.info("removed %d leftover file(s) from %s", len(removed), folder)
     return removed
 
 
+def _check_names(raw: dict[str, Any]) -> None:
+    """The manifest may only name this build's own files inside the folder, each with a checksum."""
+    build_id = str(raw["build_id"])
+    names = raw["names"]
+    files = raw["files"]
+    if not isinstance(names, dict) or set(names) != set(_SUFFIX) or not isinstance(files, dict):
+        raise ValueError("names")
+    for kind, name in names.items():
+        if name != f"{kind}-{build_id}{_SUFFIX[kind]}" or not _OWN_FILE.match(name):
+            raise ValueError(f"names.{kind}")
+        if not any(rel == name or rel.startswith(name + "/") for rel in files):
+            raise ValueError(f"files lacks {name}")
+    for rel, entry in files.items():
+        parts = rel.split("/")
+        if parts[0] not in names.values() or ".." in parts or "" in parts or len(parts) > 2:
+            raise ValueError(f"files.{rel}")
+        if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int) or not isinstance(entry.get("sha256"), str):
+            raise ValueError(f"files.{rel}")
+
+
 def _parse_manifest(raw: dict[str, Any], folder: Path) -> Manifest:
     try:
+        _check_names(raw)
+        if not isinstance(raw["articles"], list):
+            raise ValueError("articles")
         return Manifest(
             build_id=str(raw["build_id"]),
             created=str(raw.get("created", "")),
@@ -255,7 +326,7 @@ def _parse_manifest(raw: dict[str, Any], folder: Path) -> Manifest:
             raw=raw,
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise IndexInvalid(f"{folder}/{MANIFEST} is incomplete ({exc}): run `qa build --full`") from None
+        raise IndexInvalid(f"{folder}/{MANIFEST} is incomplete or altered ({exc}): run `qa build --full`") from None
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -329,9 +400,31 @@ class Index:
 
 
 def load_index(folder: Path, *, model: str | None = None, checksums: bool = True) -> Index:
-    """Load the committed index in ``folder``; ``model`` (if given) must be the one it was built with."""
+    """Load the committed index in ``folder``; ``model`` (if given) must be the one it was built with.
+
+    Readers take no lock. If a build commits (and removes the files of the
+    generation being read) while this reads, it starts again with the new manifest.
+    """
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        manifest = read_manifest(folder)
+        try:
+            return _load_generation(folder, manifest, model, checksums)
+        except IndexInvalid:
+            if attempt == LOAD_ATTEMPTS or _current_build_id(folder) in (None, manifest.build_id):
+                raise
+            log.info("index %s was replaced while loading it; loading the new one", manifest.build_id)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _current_build_id(folder: Path) -> str | None:
+    try:
+        return read_manifest(folder).build_id
+    except IndexLoadError:
+        return None
+
+
+def _load_generation(folder: Path, manifest: Manifest, model: str | None, checksums: bool) -> Index:
     if model is not None and model != manifest.model:
         raise IndexInvalid(
             f"{folder}/ was built with model {manifest.model!r}, not {model!r}: "
@@ -345,16 +438,18 @@ def load_index(folder: Path, *, model: str | None = None, checksums: bool = True
         vectors = np.load(folder / names["vectors"], mmap_mode="r", allow_pickle=False)
         dense = read_dense(folder / names["dense"])
         lexical = Lexical.load(folder / names["bm25"], mmap=True)
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - json, numpy, faiss and bm25s each raise their own kinds
         raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `qa build --full`") from None
     by_id = {a.id: a for a in articles}
     if (
-        len(chunks) != manifest.counts["chunks"]
-        or len(articles) != manifest.counts["articles"]
+        len(chunks) != manifest.counts.get("chunks")
+        or len(articles) != manifest.counts.get("articles")
+        or vectors.dtype != np.float32
         or vectors.shape != (len(chunks), manifest.dim)
         or dense.ntotal != len(chunks)
+        or dense.d != manifest.dim
         or lexical.n_docs != len(chunks)
-        or any(c.article_id not in by_id for c in chunks)
+        or any(c.article_id not in by_id or by_id[c.article_id].text[c.start : c.end] != c.text for c in chunks)
     ):
         raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `qa build --full`")
     return Index(folder, manifest, by_id, chunks, vectors, dense, lexical)
