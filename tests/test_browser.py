@@ -1,0 +1,238 @@
+"""The web chat in a real headless Chromium (Debian's /usr/bin/chromium) against the real app.
+
+One server per module (``app.serve``, the function ``python app.py`` runs) on a
+free port, with a copy of the bundled articles, a fresh index and the real model.
+``QA_SCREENSHOT=1`` saves docs/screenshot.png of a real answer with its source open.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from playwright.sync_api import expect
+from test_ui_api import ROOT, TROOPS, free_port, load_app, writable_copy
+
+pytestmark = [pytest.mark.real, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WAIT = 60_000  # ms
+
+HOSTILE = """The Quorvath Lantern Festival <img src=y onerror="window.__qaPwned='title'">
+
+The Quorvath lantern festival is held every November in the harbour town of Elsmere <script>window.__qaPwned = 'script'; alert('script')</script> and draws nine thousand visitors.
+
+The organisers say the lanterns <img src=x onerror="window.__qaPwned='img'; alert('img')"> are folded from rice paper by local schoolchildren.
+
+Tickets are sold at [the town hall](javascript:window.__qaPwned='link') or <a href="javascript:alert('a')">online</a> for twelve crowns each.
+
+The poster ![tracker](http://example.invalid/x.png) shows a lantern over the harbour. <!-- window.__qaPwned = 'comment' -->
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, real_embedder):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("QA_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is not installed and QA_REQUIRE_BROWSER is set (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    root = tmp_path_factory.mktemp("web-browser")
+    writable_copy(root / "articles")
+    port = free_port()
+    cwd = os.getcwd()
+    os.chdir(root)  # relative folders, as with `python app.py`, so sources read "articles/..."
+    try:
+        demo, library = load_app().serve(
+            Path("articles"),
+            Path("index"),
+            server_name="127.0.0.1",
+            server_port=port,
+            embedder=real_embedder,
+            block=False,
+        )
+        try:
+            status = library.wait(180)
+            assert library.bot is not None, status.message
+            yield {"url": f"http://127.0.0.1:{port}/", "library": library, "root": root}
+        finally:
+            demo.close()
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    """A fresh page (own session) that records dialogs and every request it makes."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.dialogs, page.requests = [], []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    page.on("request", lambda r: page.requests.append(r.url))
+    page.set_default_timeout(WAIT)
+    page.goto(server["url"])
+    page.wait_for_selector("#qa-question textarea")
+    yield page
+    context.close()
+
+
+def ask(page, question: str):
+    """Type a question, send it, and return the locator of the newest answer's quotes."""
+    before = page.locator("#qa-chat blockquote").count()
+    page.fill("#qa-question textarea", question)
+    page.keyboard.press("Enter")
+    page.wait_for_function("n => document.querySelectorAll('#qa-chat blockquote').length > n", arg=before, timeout=WAIT)
+    return page.locator("#qa-chat blockquote")
+
+
+def upload_and_wait(page, path: Path, articles: int):
+    """Upload a file from the Articles tab and wait until the index holds ``articles`` articles."""
+    page.get_by_role("tab", name="Articles").click()
+    page.set_input_files("#qa-upload input[type=file]", str(path))
+    page.wait_for_function(
+        "() => (document.querySelector('#qa-notice')?.innerText || '').includes('Added')", timeout=WAIT
+    )
+    page.wait_for_function(
+        "n => (document.querySelector('#qa-status')?.innerText || '').includes(n + ' articles')",
+        arg=articles,
+        timeout=WAIT,
+    )
+    page.get_by_role("tab", name="Chat").click()
+
+
+def test_example_question_shows_quotes_with_citations_and_sources(page, server):
+    page.locator("#qa-examples").get_by_text(TROOPS).click()
+    page.wait_for_selector("#qa-chat blockquote")
+    quotes = page.locator("#qa-chat blockquote")
+    expected = server["library"].bot.ask(TROOPS).quotes  # the page shows what Bot.ask says
+    assert " ".join(expected[0].text.split()) in quotes.first.inner_text()
+    assert quotes.count() == len(expected)
+    assert any("10,000 troops" in t for t in quotes.all_inner_texts())
+    assert re.search(r"\[1\]$", quotes.first.inner_text().strip())
+    sources = page.locator("#qa-chat").get_by_text(re.compile(r"^Sources · \d article"))
+    assert sources.count() == 1
+    assert "North Korea’s Warning To America" in page.locator("#qa-chat").inner_text()
+    # a follow-up goes to the bot with the history; the page shows what was searched when it differs
+    follow = "What may it get in return?"
+    ask(page, follow)
+    assert page.locator("#qa-chat [data-testid=user]").count() == 2
+    searched = server["library"].bot.ask(follow, [TROOPS]).searched
+    text = page.locator("#qa-chat").inner_text()
+    assert (f"Searched: {searched}" in text) == (searched != follow)
+
+
+def test_citation_opens_the_article_with_the_quote_highlighted(page, server):
+    quotes = ask(page, TROOPS)
+    first = server["library"].bot.ask(TROOPS).quotes[0]
+    quotes.first.locator("a[href^='#qa-src=']").click()
+    mark = page.locator("#qa-viewer mark.qa-hit")
+    mark.wait_for()
+    assert " ".join(mark.inner_text().split()) == " ".join(first.text.split())
+    assert page.locator("#qa-viewer .qa-doc-title").inner_text() == first.title
+    body = page.locator("#qa-viewer .qa-doc-body").inner_text()
+    article = server["library"].bot.index.articles[first.article_id]
+    assert " ".join(body.split()) == " ".join(article.text.split())  # the whole cleaned article
+    page.wait_for_function(  # scrolled into view inside the viewer's scroll box and the window
+        """() => {
+            const m = document.querySelector('#qa-viewer mark.qa-hit').getBoundingClientRect();
+            let box = document.querySelector('#qa-viewer mark.qa-hit').parentElement;
+            while (box && box.scrollHeight <= box.clientHeight) box = box.parentElement;
+            const b = box ? box.getBoundingClientRect() : {top: 0, bottom: innerHeight};
+            return m.top >= b.top && m.bottom <= b.bottom && m.top >= 0 && m.bottom <= innerHeight;
+        }""",
+        timeout=10_000,
+    )
+    scrolled = page.evaluate(
+        """() => { let e = document.querySelector('#qa-viewer mark.qa-hit').parentElement;
+                   while (e && e.scrollTop === 0) e = e.parentElement; return e ? e.scrollTop : 0; }"""
+    )
+    assert scrolled > 0, "the quote is below the fold, so the viewer must have scrolled"
+    if os.environ.get("QA_SCREENSHOT") == "1":
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+
+
+def test_upload_an_article_then_ask_about_it(page, server, tmp_path):
+    note = tmp_path / "varnholt-lighthouse.txt"
+    note.write_text(
+        "Varnholt Lighthouse Repainted\n\nThe Varnholt lighthouse was painted teal in 1987 by the keeper Mira Oslund.\n\n"
+        "It had been white for ninety years before that.\n",
+        encoding="utf-8",
+    )
+    count = len(server["library"].bot.index.articles)
+    upload_and_wait(page, note, count + 1)
+    assert (server["library"].articles_dir / note.name).is_file()
+    quotes = ask(page, "What colour was the Varnholt lighthouse painted?")
+    assert any("painted teal in 1987" in t for t in quotes.all_inner_texts())
+    page.get_by_role("tab", name="Articles").click()
+    expect(page.locator("#qa-table")).to_contain_text("Varnholt Lighthouse Repainted")
+
+
+def test_unsupported_upload_gives_a_message_and_changes_nothing(page, server, tmp_path):
+    bad = tmp_path / "tool.exe"
+    bad.write_bytes(b"MZ\x90\x00binary")
+    before = server["library"].files()
+    page.get_by_role("tab", name="Articles").click()
+    page.set_input_files("#qa-upload input[type=file]", str(bad))
+    page.wait_for_function(
+        "() => (document.querySelector('#qa-notice')?.innerText || '').includes('not supported')", timeout=WAIT
+    )
+    assert server["library"].files() == before
+
+
+def test_hostile_article_stays_text(page, server, tmp_path):
+    evil = tmp_path / "quorvath.txt"
+    evil.write_text(HOSTILE, encoding="utf-8")
+    count = len(server["library"].bot.index.articles)
+    upload_and_wait(page, evil, count + 1)
+    ask(page, "When is the Quorvath lantern festival held?")
+    chat = page.locator("#qa-chat")
+    page.wait_for_function("() => document.querySelector('#qa-chat').innerText.includes('Quorvath')")
+    text = chat.inner_text()
+    assert "<script>window.__qaPwned = 'script'; alert('script')</script>" in text
+    page.get_by_text("Sources ·").last.wait_for()
+    assert "<img src=y onerror=" in text  # the hostile title, in the sources, as text
+    # open the hostile article: everything shows literally in the viewer as well
+    chat.locator("a[href^='#qa-src=']", has_text="Quorvath").last.click()
+    page.locator("#qa-viewer mark.qa-hit").wait_for()
+    viewer = page.locator("#qa-viewer").inner_text()
+    for literal in (
+        "<img src=x onerror=",
+        "[the town hall](javascript:window.__qaPwned='link')",
+        "<a href=\"javascript:alert('a')\">online</a>",
+        "![tracker](http://example.invalid/x.png)",
+        "<!-- window.__qaPwned = 'comment' -->",
+    ):
+        assert literal in viewer
+    page.get_by_role("tab", name="Articles").click()
+    expect(page.locator("#qa-table")).to_contain_text("<img src=y onerror=")  # rows render after the tab opens
+    # click every link the article could have produced: none may navigate or run code
+    for link in page.locator("#qa-chat a, #qa-viewer a").all():
+        assert (link.get_attribute("href") or "").startswith("#qa-src=")
+    page.wait_for_timeout(500)
+    assert page.dialogs == []
+    assert page.evaluate("window.__qaPwned") is None
+    assert page.locator("#qa-chat img, #qa-viewer img, #qa-table img").count() == 0
+    hosts = {urlparse(u).hostname for u in page.requests if not u.startswith(("data:", "blob:"))}
+    assert hosts <= {"127.0.0.1"}, hosts
