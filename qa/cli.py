@@ -237,8 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="qa: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("bm25s", "sentence_transformers", "transformers", "httpx", "faiss"):
-        logging.getLogger(noisy).setLevel(logging.INFO if args.verbose else logging.WARNING)
+    # Some libraries set their own loggers to DEBUG on import; the handler's level keeps stderr quiet.
+    for handler in logging.getLogger().handlers:
+        handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
     from . import errors
 
     try:

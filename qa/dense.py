@@ -1,35 +1,180 @@
 """The dense (FAISS) side of the index: choose, build, save and open it.
 
-Vectors are L2-normalised, so inner product is cosine similarity. Exact (flat)
-search up to ``FLAT_MAX`` chunks; above that an approximate index.
+Vectors are L2-normalised, so inner product is cosine similarity.
+
+* Up to ``FLAT_MAX`` chunks the index is exact (``IndexFlatIP``): a query
+  scans every vector, which stays within a few milliseconds at that size
+  (measured in docs/benchmarks.md).
+* Above it, ``IndexIVFFlat``: the vectors are grouped around ``nlist``
+  k-means centroids and a query scans only the ``nprobe`` nearest groups. The
+  vectors themselves are kept exactly (no compression). ``nprobe`` is chosen
+  when the index is built: the smallest value whose recall@10 against
+  exact search, on a sample of the index's own vectors used as queries, is at
+  least ``TARGET_RECALL``. The chosen value is saved in the FAISS file.
+  Calibration queries are normalised sums of four random indexed vectors:
+  like real questions they sit between topics, not on top of one chunk
+  (on RealTime QA vectors, recall for these was slightly below recall for
+  the real questions at every ``nprobe``, so the choice errs on the safe side;
+  noisy copies of indexed vectors were far too easy and chose ``nprobe`` 2
+  where the questions needed 32).
+
+IVF rather than HNSW: at a million chunks HNSW took many minutes to build on
+two cores where IVF takes seconds, and FAISS can memory-map the flat and IVF
+vector storage on load (``IO_FLAG_MMAP_IFC``), so opening an index costs
+about the same at 10,000 chunks as at a million and the pages are shared with
+the operating system's file cache instead of copied into the process.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: Up to this many chunks the dense index is exact (flat); above it, HNSW.
-FLAT_MAX = 200_000
+#: Up to this many chunks the dense index is exact (flat); above it, IVF. One flat query took 2 ms at
+#: 25,000 chunks and 12 ms at 50,000 (the vectors stop fitting in the CPU cache), IVF under 0.2 ms.
+FLAT_MAX = 25_000
+#: The smallest recall@10 against exact search an approximate index may have.
+TARGET_RECALL = 0.95
+#: Aim a little above the target so a sample's noise does not drop real recall below it.
+CALIBRATION_RECALL = 0.97
+#: Queries used to calibrate ``nprobe``.
+CALIBRATION_QUERIES = 200
+#: Indexed vectors summed into one calibration query.
+CALIBRATION_MIX = 4
 
 
-def make_dense(vectors: np.ndarray):
-    """An inner-product FAISS index over ``vectors``: flat up to ``FLAT_MAX`` rows, else HNSW."""
+@dataclass(frozen=True)
+class DenseInfo:
+    """What kind of dense index was built, and how well it agrees with exact search."""
+
+    kind: str
+    rows: int
+    nlist: int = 0
+    nprobe: int = 0
+    recall_at_10: float = 1.0
+
+
+def nlist_for(rows: int) -> int:
+    """Number of IVF lists for ``rows`` vectors: about 4·√rows, a power of two, 64..65536."""
+    return int(min(65536, max(64, 2 ** round(math.log2(4 * math.sqrt(max(rows, 1)))))))
+
+
+def make_dense(vectors: np.ndarray, *, flat_max: int | None = None, seed: int = 0, previous=None):
+    """An inner-product FAISS index over ``vectors``: flat up to ``flat_max`` (``FLAT_MAX``) rows, else calibrated IVF.
+
+    ``previous`` (the index being replaced) lets an IVF rebuild keep its
+    trained centroids instead of running k-means again, while the corpus has
+    not changed size by more than a factor of two.
+    """
+    index, _ = build_dense(vectors, flat_max=flat_max, seed=seed, previous=previous)
+    return index
+
+
+def _reusable_centroids(previous, rows: int, dim: int):
+    """The previous IVF's centroids if they still suit ``rows`` vectors of ``dim``, else None."""
     import faiss
 
-    dim = vectors.shape[1]
-    if len(vectors) <= FLAT_MAX:
+    if previous is None or isinstance(previous, faiss.IndexFlat):
+        return None
+    ivf = faiss.try_extract_index_ivf(previous)
+    if ivf is None or ivf.d != dim or not previous.ntotal or not (previous.ntotal / 2 <= rows <= previous.ntotal * 2):
+        return None
+    return ivf.quantizer.reconstruct_n(0, ivf.nlist)
+
+
+def build_dense(vectors: np.ndarray, *, flat_max: int | None = None, seed: int = 0, previous=None):
+    """Like ``make_dense``, and also the ``DenseInfo`` (kind, nlist, nprobe, measured recall@10)."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    rows, dim = vectors.shape
+    if rows <= (FLAT_MAX if flat_max is None else flat_max):
         index = faiss.IndexFlatIP(dim)
+        if rows:
+            index.add(vectors)
+        return index, DenseInfo(kind="IndexFlatIP", rows=rows)
+    centroids = _reusable_centroids(previous, rows, dim)
+    nlist = len(centroids) if centroids is not None else max(1, min(nlist_for(rows), rows // 39))  # >= 39 points per list
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if centroids is not None:
+        quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        index.is_trained = True
     else:
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
+        rng = np.random.default_rng(seed)
+        sample = min(rows, max(nlist * 64, 20_000))
+        train = vectors[np.sort(rng.choice(rows, size=sample, replace=False))] if sample < rows else vectors
+        index.cp.seed = seed
+        index.train(train)
+    index.add(vectors)
+    nprobe, recall = calibrate_nprobe(index, vectors, seed=seed)
+    index.nprobe = nprobe
+    log.info("dense index: IVF over %d vectors, nlist=%d, nprobe=%d, recall@10=%.3f", rows, nlist, nprobe, recall)
+    return index, DenseInfo(kind="IndexIVFFlat", rows=rows, nlist=nlist, nprobe=nprobe, recall_at_10=recall)
+
+
+def calibration_queries(vectors: np.ndarray, count: int = CALIBRATION_QUERIES, seed: int = 0) -> np.ndarray:
+    """Normalised sums of ``CALIBRATION_MIX`` random rows: queries between topics, as questions are."""
+    rng = np.random.default_rng(seed + 1)
+    rows = rng.integers(0, len(vectors), size=(count, CALIBRATION_MIX))
+    queries = np.asarray(vectors[np.sort(rows.ravel())], dtype=np.float32)[np.argsort(np.argsort(rows.ravel()))]
+    queries = queries.reshape(count, CALIBRATION_MIX, -1).sum(axis=1)
+    norms = np.linalg.norm(queries, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(queries / norms, dtype=np.float32)
+
+
+def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Row ids of the exact ``k`` best inner products (brute force, FAISS's BLAS kernel)."""
+    import faiss
+
+    _, ids = faiss.knn(np.ascontiguousarray(queries), np.ascontiguousarray(vectors, dtype=np.float32), k,
+                       metric=faiss.METRIC_INNER_PRODUCT)
+    return ids
+
+
+def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each query's exact top-k found in its approximate top-k."""
+    hits = [len(set(f[f >= 0].tolist()) & set(e.tolist())) / max(1, len(e)) for f, e in zip(found, exact)]
+    return float(np.mean(hits)) if hits else 1.0
+
+
+def calibrate_nprobe(index, vectors: np.ndarray, *, k: int = 10, seed: int = 0) -> tuple[int, float]:
+    """The smallest ``nprobe`` with recall@k >= ``CALIBRATION_RECALL``, and that recall.
+
+    Doubling finds the first power of two that is enough; a bisection between
+    it and the previous power then finds the smallest value (each probe of
+    the list costs query time, so overshooting by 2x would double it).
+    """
+    queries = calibration_queries(vectors, seed=seed)
+    k = min(k, len(vectors))
+    exact = exact_top(vectors, queries, k)
+
+    def recall(nprobe: int) -> float:
+        index.nprobe = nprobe
+        _, found = index.search(queries, k)
+        return recall_at(found, exact)
+
+    high, best = 1, recall(1)
+    while best < CALIBRATION_RECALL and high < index.nlist:
+        high = min(index.nlist, high * 2)
+        best = recall(high)
+    low = high // 2  # known (or assumed, at 1) not to be enough
+    while high - low > max(1, high // 16):
+        middle = (low + high) // 2
+        value = recall(middle)
+        if value >= CALIBRATION_RECALL:
+            high, best = middle, value
+        else:
+            low = middle
+    index.nprobe = high
+    return high, best
 
 
 def write_dense(index, path: Path) -> None:
@@ -39,18 +184,36 @@ def write_dense(index, path: Path) -> None:
     faiss.write_index(index, str(path))
 
 
-def read_dense(path: Path):
-    """Open a saved FAISS index."""
+def read_dense(path: Path, *, mmap: bool = True):
+    """Open a saved FAISS index; with ``mmap`` its vectors stay on disk and are paged in on use."""
     import faiss
 
-    index = faiss.read_index(str(path))
-    if hasattr(index, "hnsw"):
+    flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) if mmap else 0
+    try:
+        index = faiss.read_index(str(path), flags)
+    except RuntimeError:
+        if not flags:
+            raise
+        index = faiss.read_index(str(path))  # a FAISS build that cannot map this kind
+    if hasattr(index, "hnsw"):  # indexes written by older versions
         index.hnsw.efSearch = max(index.hnsw.efSearch, 64)
     return index
 
 
 def search_dense(index, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and inner-product scores of the ``k`` nearest vectors, best first."""
-    scores, rows = index.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
+    """Rows and inner-product scores of the ``k`` nearest vectors, best first.
+
+    One query runs on one thread: FAISS's OpenMP threads gain nothing on a
+    single query and, on a busy machine, waiting for them cost 30 ms where the
+    search itself took 0.4 ms (measured in docs/benchmarks.md).
+    """
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        scores, rows = index.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
+    finally:
+        faiss.omp_set_num_threads(threads)
     keep = rows[0] >= 0
     return rows[0][keep].astype(np.int64), scores[0][keep]

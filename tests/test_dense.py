@@ -1,0 +1,153 @@
+"""The dense index: exact below the threshold, calibrated IVF above it, checked against brute force; memory-mapped on load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa import dense
+from qa.dense import build_dense, calibration_queries, make_dense, read_dense, recall_at, search_dense, write_dense
+from qa.lexical import Lexical, tokenize
+
+
+def clustered(n: int, dim: int = 48, centres: int = 40, seed: int = 0) -> np.ndarray:
+    """Unit vectors around a few centres (real embeddings cluster by topic too)."""
+    rng = np.random.default_rng(seed)
+    middle = rng.standard_normal((centres, dim)).astype(np.float32)
+    x = middle[rng.integers(0, centres, n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
+
+
+def test_small_index_is_exact_and_matches_brute_force():
+    x = clustered(800)
+    index, info = build_dense(x)
+    assert info.kind == "IndexFlatIP" and type(index).__name__ == "IndexFlatIP"
+    q = calibration_queries(x, 30, seed=3)
+    _, found = index.search(q, 10)
+    assert recall_at(found, brute_force(x, q, 10)) == 1.0
+    rows, scores = search_dense(index, q[0], 5)
+    assert np.allclose(scores, np.sort(q[0] @ x.T)[::-1][:5], atol=1e-5)
+    assert rows.tolist() == brute_force(x, q[:1], 5)[0].tolist()
+
+
+def test_large_index_is_ivf_with_recall_at_10_of_095_against_brute_force(tmp_path: Path):
+    x = clustered(6000)
+    index, info = build_dense(x, flat_max=1000)
+    assert info.kind == "IndexIVFFlat" and info.nlist > 1
+    assert 1 <= info.nprobe < info.nlist, "calibration should stop before scanning every list"
+    assert info.recall_at_10 >= dense.CALIBRATION_RECALL
+    # Fresh queries, not the calibration ones, after a save and a memory-mapped load.
+    path = tmp_path / "dense.faiss"
+    write_dense(index, path)
+    loaded = read_dense(path)
+    assert loaded.nprobe == info.nprobe, "nprobe is saved in the FAISS file"
+    rng = np.random.default_rng(11)
+    q = x[rng.choice(len(x), 300, replace=False)] + 0.05 * rng.standard_normal((300, x.shape[1])).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    _, found = loaded.search(q, 10)
+    assert recall_at(found, brute_force(x, q, 10)) >= dense.TARGET_RECALL
+
+
+def test_ivf_on_structureless_vectors_still_reaches_the_target():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 32)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index, info = build_dense(x, flat_max=100)
+    q = calibration_queries(x, 200, seed=9)
+    _, found = index.search(q, 10)
+    assert recall_at(found, brute_force(x, q, 10)) >= dense.TARGET_RECALL
+
+
+@pytest.mark.parametrize("flat_max", [None, 500])
+def test_read_dense_memory_maps_the_vectors(tmp_path: Path, flat_max):
+    x = clustered(2000)
+    path = tmp_path / "dense.faiss"
+    write_dense(make_dense(x, flat_max=flat_max), path)
+    index = read_dense(path)
+    maps = Path("/proc/self/maps").read_text()
+    assert str(path) in maps, "the index file should be mapped, not copied into memory"
+    q = calibration_queries(x, 5, seed=1)
+    _, mapped = index.search(q, 5)
+    _, copied = read_dense(path, mmap=False).search(q, 5)
+    assert (mapped == copied).all()
+
+
+def test_tiny_ivf_does_not_crash():
+    x = clustered(30)
+    index, info = build_dense(x, flat_max=5)
+    assert info.nlist == 1 and index.ntotal == 30
+
+
+def test_store_uses_ivf_above_the_threshold_and_search_agrees(tmp_path: Path, hash_embedder, monkeypatch):
+    """A real build through qa.build with a lowered threshold: the committed index is IVF and searches well."""
+    from qa.build import build_index
+    from qa.store import load_index
+
+    rng = np.random.default_rng(2)
+    words = [f"w{i}" for i in range(400)]
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for n in range(120):
+        topic = rng.choice(words, 30)
+        sentences = [" ".join(rng.choice(topic, 12)) + "." for _ in range(6)]
+        (folder / f"a{n:03}.txt").write_text(f"Article {n}\n\n" + "\n\n".join(sentences))
+    monkeypatch.setattr(dense, "FLAT_MAX", 50)
+    build_index([folder], tmp_path / "index", embedder=hash_embedder)
+    index = load_index(tmp_path / "index")
+    assert index.manifest.dense_kind == "IndexIVFFlat"
+    vectors = np.asarray(index.vectors)
+    queries = hash_embedder.encode([c.text for c in index.chunks[::7]])
+    found = np.array([np.pad(index.dense_search(q, 10)[0], (0, 10))[:10] for q in queries])
+    assert recall_at(found, brute_force(vectors, queries, 10)) >= dense.TARGET_RECALL
+
+
+def test_lexical_from_tokens_matches_build_and_saves_without_pickle(tmp_path: Path):
+    texts = ["The cat sat on the mat.", "Dogs chase cats in the park.", "A mat for yoga.", "", "Cats, cats, cats!"]
+    built = Lexical.build(texts)
+    direct = Lexical.from_tokens([tokenize(t) for t in texts])
+    for query in ("cat mat", "yoga", "park dogs", "unknownword"):
+        assert np.allclose(built.scores(query), direct.scores(query))
+    built.save(tmp_path / "bm25")
+    names = [p.name for p in (tmp_path / "bm25").rglob("*")]
+    assert not [n for n in names if n.endswith((".pkl", ".pickle"))]
+    for path in (tmp_path / "bm25").glob("*.npy"):
+        np.load(path, allow_pickle=False)  # raises if any array needs pickle
+    loaded = Lexical.load(tmp_path / "bm25", mmap=True)
+    rows, _ = loaded.search("cats", 5)
+    assert rows.tolist()[0] == 4 and 3 not in rows.tolist()
+
+
+def test_lexical_rebuild_reuses_saved_tokens_and_scores_as_a_fresh_build(tmp_path: Path):
+    old_texts = ["Kim met Trump three times.", "Sanctions were blocked by Russia and China.", "Nothing here."]
+    Lexical.build(old_texts).save(tmp_path / "old")
+    previous = Lexical.load(tmp_path / "old", mmap=True)
+    known = previous.tokens_by_text(old_texts)
+    assert known[old_texts[0]] == tokenize(old_texts[0])
+    assert previous.tokens_by_text(old_texts[:2]) == {}, "texts that do not match the rows are not trusted"
+    new_texts = [old_texts[1], "Troops were sent to Russia.", old_texts[0]]
+    reused = Lexical.build(new_texts, previous=previous, previous_texts=old_texts)
+    fresh = Lexical.build(new_texts)
+    for query in ("Russia", "Trump Kim", "troops sanctions"):
+        assert np.allclose(reused.scores(query), fresh.scores(query))
+
+
+def test_ivf_rebuild_keeps_the_previous_centroids_and_its_recall(tmp_path: Path):
+    x = clustered(5000, seed=1)
+    first, info = build_dense(x, flat_max=1000)
+    write_dense(first, tmp_path / "old.faiss")
+    previous = read_dense(tmp_path / "old.faiss")
+    grown = np.concatenate([x, clustered(300, seed=2)])
+    again, info2 = build_dense(grown, flat_max=1000, previous=previous)
+    old_centroids = previous.quantizer.reconstruct_n(0, previous.nlist)
+    assert info2.nlist == info.nlist and np.array_equal(again.quantizer.reconstruct_n(0, again.nlist), old_centroids)
+    assert again.ntotal == len(grown) and info2.recall_at_10 >= dense.CALIBRATION_RECALL
+    # A corpus that grew past twice the size trains afresh.
+    third, info3 = build_dense(np.concatenate([grown, clustered(6000, seed=3)]), flat_max=1000, previous=previous)
+    fresh = third.quantizer.reconstruct_n(0, info3.nlist)
+    assert fresh.shape != old_centroids.shape or not np.array_equal(fresh, old_centroids)

@@ -1,0 +1,176 @@
+"""Embedding backends: names that say which vectors an index holds, a loud fallback, and ONNX agreeing with torch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa import embed
+from qa.embed import (
+    INT8_SUFFIX,
+    EmbedderError,
+    HashEmbedder,
+    SentenceTransformerEmbedder,
+    canonical_model_name,
+    default_backend,
+    get_embedder,
+    split_model_name,
+)
+from qa.settings import DEFAULT_MODEL
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_names_distinguish_int8_vectors():
+    assert split_model_name(f"{DEFAULT_MODEL}{INT8_SUFFIX}") == (DEFAULT_MODEL, True)
+    assert split_model_name(DEFAULT_MODEL) == (DEFAULT_MODEL, False)
+    assert canonical_model_name("all-MiniLM-L6-v2@int8") == DEFAULT_MODEL + INT8_SUFFIX
+    assert canonical_model_name("default") == DEFAULT_MODEL
+    assert SentenceTransformerEmbedder(DEFAULT_MODEL + INT8_SUFFIX).name == DEFAULT_MODEL  # torch is always fp32
+
+
+def test_hash_embedder_is_unchanged_by_backends(monkeypatch):
+    monkeypatch.setenv("QA_BACKEND", "onnx-int8")
+    assert isinstance(get_embedder("hash-32"), HashEmbedder)
+
+
+def test_unknown_backend_is_refused_with_the_choices():
+    with pytest.raises(EmbedderError, match="torch, onnx, onnx-int8"):
+        get_embedder(backend="tensorrt")
+
+
+def test_bad_qa_backend_warns_once_and_uses_the_default(monkeypatch, caplog):
+    monkeypatch.setenv("QA_BACKEND", "gpu-please")
+    embed._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="qa.embed"):
+        assert default_backend() == embed.DEFAULT_BACKEND
+        assert default_backend() == embed.DEFAULT_BACKEND
+    assert len([r for r in caplog.records if "QA_BACKEND" in r.getMessage()]) == 1
+
+
+def test_missing_onnxruntime_falls_back_to_torch_with_one_warning(monkeypatch, caplog):
+    """No silent change of results: the fallback warns once and records the fp32 name."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an uninstalled package looks like to import
+    embed._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="qa.embed"):
+        first = get_embedder(backend="onnx-int8")
+        second = get_embedder(backend="onnx-int8")
+    assert isinstance(first, SentenceTransformerEmbedder) and isinstance(second, SentenceTransformerEmbedder)
+    assert first.name == DEFAULT_MODEL, "fp32 vectors must not be recorded as int8"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "onnxruntime" in warnings[0] and "fp32" in warnings[0]
+
+
+def test_fp32_onnx_fallback_is_quiet_when_not_asked_for(monkeypatch, caplog):
+    """ONNX fp32 and torch give the same vectors, so falling back for a named fp32 model changes nothing."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    monkeypatch.delenv("QA_BACKEND", raising=False)
+    embed._warned.clear()
+    with caplog.at_level(logging.WARNING, logger="qa.embed"):
+        embedder = get_embedder(DEFAULT_MODEL)
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_a_named_fp32_model_never_becomes_int8(monkeypatch):
+    """An index's manifest names fp32 vectors with the bare name: opening it must not switch to int8."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # keeps the test fast; the name logic is the same
+    monkeypatch.setenv("QA_BACKEND", "onnx-int8")
+    assert get_embedder(DEFAULT_MODEL).name == DEFAULT_MODEL
+
+
+# --------------------------------------------------------------------------- real model
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory):
+    """Export into a fresh cache folder once for this module (also proves nothing is written into the repo)."""
+    folder = tmp_path_factory.mktemp("qa-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("QA_CACHE", str(folder))
+    yield folder
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    """Chunk-sized passages of the bundled articles plus short questions."""
+    from qa.chunk import chunk_article
+    from qa.load import load_paths
+    from qa.settings import ChunkSettings
+
+    counter = SentenceTransformerEmbedder()
+    out = []
+    for article in load_paths([ROOT / "articles"]).articles:
+        out += [c.text for c in chunk_article(article, ChunkSettings(), counter.count_tokens)]
+    rows = [json.loads(line) for line in (ROOT / "tests" / "questions.jsonl").read_text().splitlines() if line.strip()]
+    questions = [row.get("q") or row["turns"][0] for row in rows]
+    return out + questions[:30]
+
+
+@pytest.mark.real
+def test_onnx_backends_agree_with_torch_and_keep_retrieval(onnx_cache, texts, real_embedder):
+    from qa.embed import OnnxEmbedder
+
+    fp32 = get_embedder(backend="onnx")
+    int8 = get_embedder(backend="onnx-int8")
+    assert isinstance(fp32, OnnxEmbedder) and not fp32.int8 and fp32.name == DEFAULT_MODEL
+    assert isinstance(int8, OnnxEmbedder) and int8.int8 and int8.name == DEFAULT_MODEL + INT8_SUFFIX
+    exported = sorted(p.name for p in onnx_cache.rglob("*.onnx"))
+    assert exported == ["model-int8.onnx", "model.onnx"]
+    from qa.embed import bundled_model_path
+
+    for folder in (ROOT / "qa", ROOT / "tests", ROOT / "benchmarks", bundled_model_path()):
+        assert not list(folder.rglob("*.onnx")), f"exports must never land in {folder}"
+
+    ref = real_embedder.encode(texts)
+    a, b = fp32.encode(texts), int8.encode(texts)
+    assert a.shape == b.shape == ref.shape and a.dtype == np.float32
+    assert np.allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
+    assert (a * ref).sum(1).min() > 0.9999, "ONNX fp32 vectors are interchangeable with torch's"
+    cos = (b * ref).sum(1)
+    assert cos.mean() > 0.985 and cos.min() > 0.95, f"int8 drifted: mean {cos.mean():.4f} min {cos.min():.4f}"
+    assert fp32.count_tokens("Hello, world!") == real_embedder.count_tokens("Hello, world!")
+
+    # Retrieval: each question's top-5 passages under int8 mostly the same as under fp32.
+    n_q = 30
+    passages = slice(0, len(texts) - n_q)
+    overlap = []
+    for i in range(len(texts) - n_q, len(texts)):
+        top_ref = set(np.argsort(-(ref[passages] @ ref[i]))[:5].tolist())
+        top_int8 = set(np.argsort(-(b[passages] @ b[i]))[:5].tolist())
+        overlap.append(len(top_ref & top_int8) / 5)
+    assert np.mean(overlap) >= 0.8, f"top-5 overlap {np.mean(overlap):.2f}"
+
+
+@pytest.mark.real
+def test_an_int8_index_is_opened_with_int8_vectors(onnx_cache, tmp_path):
+    from qa.bot import Bot
+    from qa.build import build_index
+    from qa.embed import OnnxEmbedder
+    from qa.store import read_manifest
+
+    build_index([ROOT / "articles"], tmp_path / "index", embedder=get_embedder(backend="onnx-int8"))
+    assert read_manifest(tmp_path / "index").model == DEFAULT_MODEL + INT8_SUFFIX
+    bot = Bot.load(tmp_path / "index")
+    assert isinstance(bot.embedder, OnnxEmbedder) and bot.embedder.int8
+    answer = bot.ask("How many times did Trump meet Kim during his first term?")
+    assert not answer.abstained and any("three times" in q.text for q in answer.quotes)
+
+
+def test_batches_keep_padding_bounded_and_cover_every_text():
+    from qa.embed import _batches
+
+    lengths = [500, 480, 300, 260, 120, 119, 60, 20, 19, 5]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches = _batches(order, lengths, size=3)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert all(2 * lengths[i] >= lengths[batch[0]] for i in batch)
+    assert _batches([], [], 64) == []
