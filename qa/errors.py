@@ -5,7 +5,8 @@ from __future__ import annotations
 from .bot import AskError
 from .build import BuildError
 from .embed import EmbedderError
+from .evaluate import QuestionFileError
 from .load import LoadError
 from .store import IndexBusy, IndexLoadError
 
-USER_ERRORS: tuple[type[Exception], ...] = (AskError, BuildError, EmbedderError, LoadError, IndexBusy, IndexLoadError)
+USER_ERRORS: tuple[type[Exception], ...] = (AskError, BuildError, EmbedderError, LoadError, IndexBusy, IndexLoadError, QuestionFileError)

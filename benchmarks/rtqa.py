@@ -1,0 +1,474 @@
+"""RealTime QA 2022: this project against two baselines, by the same harness (``qa.evaluate``).
+
+    python benchmarks/rtqa.py --data /work/shared/rtqa-2022 --out benchmarks/results/rtqa.json
+
+What it does, and why it is honest:
+
+* **Index.** The scope's articles are indexed with the ``qa build`` code into
+  ``--work`` (default ``/tmp/rtqa-index``, outside the repo), built once and
+  reused: later runs only check that each index is up to date. The data is
+  read from ``--data`` and never copied into the project.
+* **Split.** The 28 quiz weeks, sorted, alternate: weeks 0, 2, 4, ... are
+  the *tune* part (``--calibrate`` chooses settings on it), weeks 1, 3, 5, ...
+  the *held-out* part (only reported). Settings are chosen on whole-part
+  averages, never on single questions.
+* **Scopes.** ``--scope slice`` (default, all three systems): the first four
+  held-out weeks (2022-06-24, 07-08, 07-22, 08-05: 119 questions) over the
+  687 articles their searches returned, like the 4-week slice of the
+  reference figures; the tune slice is the first two tune weeks (2022-06-17,
+  07-01) over their 387 articles. ``--scope full``: every question of a part
+  over all 4,712 articles (about 70,000 chunks: over an hour of embedding on
+  two busy cores, and the LangChain baseline as much again).
+* **Answerable.** Every question, asked of the scope's index, scored by
+  answer-recall@1/3/5 over the quotes shown (gold string in a quote,
+  case-insensitive). About 15% of gold answers occur in no article, so the
+  ceiling is about 0.85.
+* **Unanswerable.** The same questions asked of an archive without their
+  week: for the slice, the other part's slice (held-out questions are asked of
+  the tune weeks' articles and the other way round); for the full scope, the
+  corpus cut in time at ``CUT`` (a question of the first half is asked of the
+  second half's index and the other way round). A question counts as
+  unanswerable there only if none of its gold strings occurs in any article of
+  that index, so no answer leaks in.
+* **Systems.** ``ours`` is ``qa.bot.Bot`` exactly as the CLI and web chat use
+  it. ``bm25`` and ``langchain`` are ``benchmarks/baselines.py``. The baselines
+  never abstain, so the LangChain one is only asked the answerable questions
+  (saving the embedding of a second archive); its abstention columns are n/a.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from qa.evaluate import EvalItem, EvalReport, ItemResult, format_report, run_item, score_results
+from qa.sentences import collapse_whitespace
+
+log = logging.getLogger("rtqa")
+
+#: Articles published before this date form the first half of the archive, the rest the second.
+CUT = "2022-09-22"
+#: Question weeks (YYYYMMDD) before this belong to the first half.
+CUT_WEEK = CUT.replace("-", "")
+SYSTEMS = ("ours", "bm25", "langchain")
+#: The slice: four held-out weeks and two tune weeks whose articles carry the week's own date.
+SLICE_WEEKS = ("20220624", "20220708", "20220722", "20220805")
+SLICE_OTHER_WEEKS = ("20220617", "20220701")
+
+
+def _date(week: str) -> str:
+    return f"{week[:4]}-{week[4:6]}-{week[6:]}"
+
+
+class DataError(Exception):
+    """The benchmark data is missing or malformed; the message names the path."""
+
+
+def read_questions(data: Path) -> list[dict]:
+    path = data / "questions.jsonl"
+    if not path.is_file():
+        raise DataError(f"{path} not found: pass --data with the folder that holds RealTime QA 2022 "
+                        "(questions.jsonl and articles.jsonl.gz)")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    raise DataError(f"{path}: line {lineno} is not valid JSON") from None
+    return rows
+
+
+def split_weeks(questions: Sequence[dict]) -> dict[str, str]:
+    """Week id -> "tune" or "heldout": sorted weeks alternate, starting with tune."""
+    weeks = sorted({q["id"].split("_")[0] for q in questions})
+    return {w: ("tune" if i % 2 == 0 else "heldout") for i, w in enumerate(weeks)}
+
+
+def _progress(label: str) -> Callable[[str, int, int], None]:
+    last = [0.0]
+
+    def report(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] > 15 or done == total:
+            last[0] = now
+            print(f"  {label} {stage}: {done}/{total}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def _subset_index(articles_gz: Path, folder: Path, keep: Callable[[str], bool], embedder, label: str,
+                  seed: Path | None = None) -> None:
+    """An index of the articles whose ``published`` date passes ``keep``; ``seed``'s vectors are reused if given."""
+    from qa.build import build_index
+
+    subset = folder.with_name(folder.name + ".jsonl.gz")
+    if not subset.exists():
+        tmp = subset.with_name(subset.name + ".tmp")
+        with gzip.open(articles_gz, "rt", encoding="utf-8") as src, gzip.open(tmp, "wt", encoding="utf-8") as dst:
+            for line in src:
+                if keep(json.loads(line).get("published", "")):
+                    dst.write(line)
+        os.replace(tmp, subset)
+    if seed is not None and not (folder / "manifest.json").exists():
+        shutil.copytree(seed, folder, ignore=shutil.ignore_patterns(".lock"), dirs_exist_ok=True)
+    started = time.perf_counter()
+    report = build_index([subset], folder, embedder=embedder, progress=_progress(label))
+    print(f"{label} index: {report.articles} articles, {report.chunks} chunks, {report.embedded} embedded "
+          f"({time.perf_counter() - started:.0f}s)", file=sys.stderr)
+
+
+def build_indexes(data: Path, work: Path, embedder, scope: str) -> dict[str, Path]:
+    """The indexes a scope asks questions of, by key.
+
+    slice: "heldout" (the held-out weeks' articles) and "tune" (the tune weeks'); each part's
+    questions are answerable in its own index and unanswerable in the other.
+    full: "main" (all articles), "first" and "second" (the archive cut in time at ``CUT``).
+    """
+    from qa.build import build_index
+
+    articles_gz = data / "articles.jsonl.gz"
+    if not articles_gz.is_file():
+        raise DataError(f"{articles_gz} not found: pass --data with the folder that holds RealTime QA 2022")
+    work.mkdir(parents=True, exist_ok=True)
+    if scope == "slice":
+        plan = {"heldout": {_date(w) for w in SLICE_WEEKS}, "tune": {_date(w) for w in SLICE_OTHER_WEEKS}}
+        dirs = {key: work / f"slice-{key}" for key in plan}
+        for key, dates in plan.items():
+            _subset_index(articles_gz, dirs[key], dates.__contains__, embedder, f"slice {key}")
+        return dirs
+    full = work / "full"
+    started = time.perf_counter()
+    report = build_index([articles_gz], full, embedder=embedder, progress=_progress("full index"))
+    print(f"full index: {report.articles} articles, {report.chunks} chunks, {report.embedded} embedded "
+          f"({time.perf_counter() - started:.0f}s)", file=sys.stderr)
+    dirs = {"main": full, "first": work / "first-half", "second": work / "second-half"}
+    _subset_index(articles_gz, dirs["first"], lambda d: d < CUT, embedder, "first half", seed=full)
+    _subset_index(articles_gz, dirs["second"], lambda d: d >= CUT, embedder, "second half", seed=full)
+    return dirs
+
+
+def _corpus_text(index_dir: Path) -> str:
+    from qa.store import load_index
+
+    index = load_index(index_dir, checksums=False)
+    return "\n".join(collapse_whitespace(a.text).casefold() for a in index.articles.values())
+
+
+def make_items(questions: Sequence[dict], part: str, scope: str, dirs: dict[str, Path]) -> dict[str, list[EvalItem]]:
+    """Index key -> the questions asked of it: answerable ones of their own index, unanswerable ones of another."""
+    parts = split_weeks(questions)
+    if scope == "slice":
+        own, weeks = part, set(SLICE_WEEKS if part == "heldout" else SLICE_OTHER_WEEKS)
+        other_of = lambda week: "tune" if part == "heldout" else "heldout"
+    else:
+        own, weeks = "main", {w for w, p in parts.items() if p == part}
+        other_of = lambda week: "second" if week < CUT_WEEK else "first"
+    corpora = {key: _corpus_text(folder) for key, folder in dirs.items() if key != own}
+    out: dict[str, list[EvalItem]] = {own: [], **{key: [] for key in corpora}}
+    for n, q in enumerate(questions, 1):
+        week = q["id"].split("_")[0]
+        golds = tuple(a for a in q.get("answers", []) if isinstance(a, str) and a.strip())
+        if week not in weeks or not golds:
+            continue
+        out[own].append(EvalItem(line=n, turns=(q["q"],), answers=golds, id=q["id"]))
+        other = other_of(week)
+        if not any(collapse_whitespace(g).casefold() in corpora[other] for g in golds):
+            out[other].append(EvalItem(line=n, turns=(q["q"],), unanswerable=True, id=f"{q['id']}/without-week"))
+    return out
+
+
+def run_system(name: str, ask_for: dict[str, Callable], items: dict[str, list[EvalItem]], k: int) -> EvalReport:
+    """Ask every group of questions of its index; groups with no index for this system are left out."""
+    results: list[ItemResult] = []
+    total = sum(len(v) for key, v in items.items() if key in ask_for)
+    started = time.monotonic()
+    for key, group in items.items():
+        if key not in ask_for:
+            continue
+        for item in group:
+            results.append(run_item(ask_for[key], item, k))
+            if len(results) % 100 == 0:
+                print(f"  {name}: {len(results)}/{total} ({time.monotonic() - started:.0f}s)", file=sys.stderr, flush=True)
+    return score_results(results, k)
+
+
+def bot_settings(overrides: Sequence[str]) -> dict:
+    """``AnswerSettings``/``RetrieveSettings`` from the defaults and ``name=value`` overrides."""
+    from dataclasses import fields, replace
+
+    from qa.answer import AnswerSettings
+    from qa.retrieve import RetrieveSettings
+
+    answer, retrieve_ = AnswerSettings(), RetrieveSettings()
+    for item in overrides:
+        name, _, value = item.partition("=")
+        for obj in (answer, retrieve_):
+            kinds = {f.name: float if getattr(obj, f.name) is None else type(getattr(obj, f.name)) for f in fields(obj)}
+            if name in kinds:
+                new = replace(obj, **{name: kinds[name](value)})
+                answer, retrieve_ = (new, retrieve_) if obj is answer else (answer, new)
+                break
+        else:
+            raise DataError(f"--set {item}: no setting {name!r} in AnswerSettings or RetrieveSettings")
+    return {"answer_settings": answer, "retrieve_settings": retrieve_}
+
+
+def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Path,
+                 answer_key: str, overrides: Sequence[str] = ()) -> dict[str, dict[str, Callable]]:
+    systems: dict[str, dict[str, Callable]] = {}
+    if "ours" in names:
+        from qa.bot import Bot
+
+        settings = bot_settings(overrides)
+        systems["ours"] = {key: Bot.load(folder, embedder=embedder, **settings).ask for key, folder in dirs.items()}
+    if "bm25" in names:
+        from baselines import Bm25Baseline
+
+        systems["bm25"] = {key: Bm25Baseline.load(folder).ask for key, folder in dirs.items()}
+    if "langchain" in names:
+        from baselines import LangChainBaseline
+
+        from qa.store import load_index
+
+        systems["langchain"] = {}
+        for key, folder in dirs.items():
+            if key != answer_key:
+                continue  # it never abstains: asking it of another archive would only cost an embedding pass
+            articles = load_index(folder, checksums=False).articles.values()
+            started = time.monotonic()
+            baseline = LangChainBaseline(articles, cache_dir=work / "langchain-vectors",
+                                         progress=lambda d, t: _progress("langchain vectors")("embed", d, t))
+            print(f"langchain {key}: {baseline.chunks} chunks ({time.monotonic() - started:.0f}s)", file=sys.stderr)
+            systems["langchain"][key] = baseline.ask
+    return systems
+
+
+# ---------------------------------------------------------------- calibration (tune part only)
+
+def _has_gold(text: str, golds: Sequence[str]) -> bool:
+    hay = collapse_whitespace(text).casefold()
+    return any(collapse_whitespace(g).casefold() in hay for g in golds)
+
+
+def collect_features(bot, items: Sequence[EvalItem], passages: int) -> list[dict]:
+    """Per question: retrieval hits per mode and every candidate sentence's features, for offline grid search."""
+    import numpy as np
+
+    from qa.answer import focus_found, score_sentences
+    from qa.retrieve import RetrieveSettings, retrieve
+
+    settings = replace_settings(bot.answer_settings, passages=passages, w_context=1.0)
+    rows = []
+    for n, item in enumerate(items, 1):
+        vector = bot.embedder.encode([item.question])[0]
+        modes = {}
+        for mode in ("dense", "lexical", "hybrid"):
+            hits = retrieve(bot.index, item.question, vector, passages, RetrieveSettings(mode=mode))
+            modes[mode] = [_has_gold(h.chunk.text, item.answers) for h in hits] if item.answers else []
+        hits = retrieve(bot.index, item.question, vector, passages, bot.retrieve_settings)
+        cands = score_sentences(item.question, vector, bot.index, hits, bot.embedder, settings)
+        feats = np.array([[c.dense, c.coverage, 1.0 / (1 + c.chunk_rank), c.typed, c.novelty, c.neighbours, c.chunk_rank]
+                          for c in cands], dtype=np.float32).reshape(-1, 7)
+        gold = np.array([_has_gold(c.article.text[c.start:c.end], item.answers) for c in cands], dtype=bool) \
+            if item.answers else np.zeros(len(cands), dtype=bool)
+        rows.append({"answerable": not item.unanswerable, "modes": modes, "feats": feats, "gold": gold,
+                     "focus": focus_found(item.question, item.question, bot.index, cands)})
+        if n % 50 == 0:
+            print(f"  features: {n}/{len(items)}", file=sys.stderr, flush=True)
+    return rows
+
+
+def replace_settings(settings, **changes):
+    from dataclasses import replace
+
+    return replace(settings, **changes)
+
+
+def calibrate(bots: dict, items: dict[str, list[EvalItem]], out: Path | None) -> dict:
+    """Grid-search sentence weights and the abstention threshold on the tune part; print what wins."""
+    import itertools
+
+    import numpy as np
+
+    own = next(iter(items))  # make_items puts the answerable group first
+    unanswerable = sum(len(v) for key, v in items.items() if key != own)
+    print(f"calibrating on {len(items[own])} answerable + {unanswerable} unanswerable tune questions",
+          file=sys.stderr)
+    rows = []
+    for key, group in items.items():
+        rows += collect_features(bots[key], group, passages=12)
+    ans = [r for r in rows if r["answerable"]]
+    result: dict = {"retrieval": {}, "grid": [], "abstain": {}}
+    for mode in ("dense", "lexical", "hybrid"):
+        result["retrieval"][mode] = {n: float(np.mean([any(r["modes"][mode][:n]) for r in ans])) for n in (1, 3, 5, 8, 12)}
+    print("chunk recall@n by retrieval mode:", json.dumps(result["retrieval"]), file=sys.stderr)
+
+    def ranked_gold(r, w, passages):
+        f = r["feats"]
+        keep = f[:, 6] < passages
+        if not keep.any():
+            return np.zeros(0, dtype=bool), float("-inf")
+        score = f[keep, :6] @ w
+        order = np.argsort(-score, kind="stable")
+        return r["gold"][keep][order], float(score[order[0]])
+
+    grid = itertools.product((4, 8, 12), (0.0, 0.25, 0.5, 0.75, 1.0), (0.0, 0.15, 0.3), (0.0, 0.05, 0.1, 0.2),
+                             (0.0, 0.2, 0.4), (0.0, 0.1, 0.2))
+    best = None
+    for passages, w_lex, w_rank, w_type, w_novel, w_ctx in grid:
+        w = np.array([1.0, w_lex, w_rank, w_type, w_novel, w_ctx], dtype=np.float32)
+        r1 = r3 = 0
+        for r in ans:
+            g, _ = ranked_gold(r, w, passages)
+            r1 += bool(g[:1].any())
+            r3 += bool(g[:3].any())
+        entry = {"passages": passages, "w_lexical": w_lex, "w_rank": w_rank, "w_type": w_type, "w_novel": w_novel,
+                 "w_context": w_ctx, "r1": r1 / len(ans), "r3": r3 / len(ans)}
+        result["grid"].append(entry)
+        if best is None or (entry["r3"] + entry["r1"]) > (best["r3"] + best["r1"]) + 1e-9:
+            best = entry
+    print("best sentence weights:", json.dumps(best), file=sys.stderr)
+    result["best"] = best
+    w = np.array([1.0, best["w_lexical"], best["w_rank"], best["w_type"], best["w_novel"], best["w_context"]], dtype=np.float32)
+    # Abstention: refuse when the best sentence scores below t1, or when no sentence holds the question's
+    # rarest word and the best sentence's cosine is below t2. Both errors count the same (Youden's J).
+    tops = []
+    for r in rows:
+        g, top = ranked_gold(r, w, best["passages"])
+        f = r["feats"]
+        keep = f[:, 6] < best["passages"]
+        top_dense = float(f[keep][np.argmax(f[keep, :6] @ w), 0]) if keep.any() else 0.0
+        tops.append((top, top_dense, r["focus"], r["answerable"]))
+    top = np.array([t[0] for t in tops])
+    dense = np.array([t[1] for t in tops])
+    focus = np.array([t[2] for t in tops])
+    answerable = np.array([t[3] for t in tops])
+    choices = []
+    for t1 in np.unique(np.round(top[np.isfinite(top)], 2)):
+        for t2 in [0.0, *np.round(np.arange(0.2, 0.75, 0.025), 3)]:
+            refuse = (top < t1) | (~focus & (dense < t2))
+            refused = float(refuse[answerable].mean())
+            caught = float(refuse[~answerable].mean()) if (~answerable).any() else 0.0
+            choices.append((round(caught - refused, 4), -float(t2), float(t1), refused, caught))
+    _, neg_t2, t1, refused, caught = max(choices)
+    only_t1 = max(c for c in choices if c[1] == 0.0)
+    result["abstain"] = {"abstain_below": t1, "abstain_unfocused_below": -neg_t2, "refused_answerable": refused,
+                         "refused_unanswerable": caught,
+                         "score_only": {"abstain_below": only_t1[2], "refused_answerable": only_t1[3],
+                                        "refused_unanswerable": only_t1[4]}}
+    print(f"abstain_below={t1:.2f}, abstain_unfocused_below={-neg_t2:.3f}: refuses {refused:.1%} of answerable, "
+          f"{caught:.1%} of unanswerable (score only: {only_t1[2]:.2f}, {only_t1[3]:.1%} / {only_t1[4]:.1%})",
+          file=sys.stderr)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        slim = dict(result, grid=sorted(result["grid"], key=lambda e: -(e["r1"] + e["r3"]))[:20])
+        out.write_text(json.dumps(slim, indent=1) + "\n")
+    return result
+
+
+def table(rows: dict[str, dict]) -> str:
+    """The reports as a Markdown table (as pasted into docs/evaluation.md)."""
+    def f(r: dict, key: str) -> str:
+        v = r.get(key)
+        return "n/a" if v is None else f"{v:.3f}"
+
+    lines = [
+        ("| system | answerable | R@1 | R@3 | R@5 | MRR | unanswerable | abstain P | abstain R | answerable refused "
+         "| unanswerable answered | chars/answer | p50 ms | p95 ms |"),
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, r in rows.items():
+        unanswered = str(r["answered_unanswerable"]) if r["unanswerable"] else "n/a"
+        lines.append(
+            f"| {name} | {r['answerable']} | {f(r, 'recall@1')} | {f(r, 'recall@3')} | {f(r, 'recall@5')} "
+            f"| {f(r, 'mrr')} | {r['unanswerable']} | {f(r, 'abstain_precision')} | {f(r, 'abstain_recall')} "
+            f"| {r['refused_answerable']} | {unanswered} | {r['chars_per_answer']:.0f} "
+            f"| {r['latency_p50'] * 1000:.0f} | {r['latency_p95'] * 1000:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, type=Path, help="folder with questions.jsonl and articles.jsonl.gz")
+    parser.add_argument("--work", type=Path, default=Path(os.environ.get("RTQA_WORK", "/tmp/rtqa-index")),
+                        help="folder for the indexes and caches (default /tmp/rtqa-index)")
+    parser.add_argument("--out", type=Path, default=None, help="write the reports as JSON here")
+    parser.add_argument("--part", choices=("heldout", "tune", "both"), default="heldout")
+    parser.add_argument("--scope", choices=("slice", "full"), default="slice",
+                        help="slice: 4 held-out weeks over their 687 articles (default); full: all 4,712 articles")
+    parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
+    parser.add_argument("-k", type=int, default=5, help="quotes shown per answer (recall@1/3/5 need k >= 5)")
+    parser.add_argument("--items", action="store_true", help="include per-question results in --out")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="override one of our AnswerSettings/RetrieveSettings (to compare choices on the tune part)")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="grid-search sentence weights and the abstention threshold on the tune part, then stop")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="rtqa: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = sorted(set(names) - set(SYSTEMS))
+    if unknown:
+        parser.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
+    try:
+        if not args.data.is_dir():
+            raise DataError(f"{args.data} is not a folder: pass --data with the folder that holds RealTime QA 2022")
+        questions = read_questions(args.data)
+        bot_settings(args.set)  # a bad --set fails before any work
+        from qa.embed import SentenceTransformerEmbedder
+
+        embedder = SentenceTransformerEmbedder()
+    except DataError as exc:
+        print(f"rtqa: error: {exc}", file=sys.stderr)
+        return 1
+    scope = args.scope
+    if args.calibrate:
+        from qa.bot import Bot
+
+        dirs = build_indexes(args.data, args.work, embedder, scope)
+        bots = {key: Bot.load(folder, embedder=embedder) for key, folder in dirs.items()}
+        calibrate(bots, make_items(questions, "tune", scope, dirs), args.out)
+        return 0
+    parts = ("tune", "heldout") if args.part == "both" else (args.part,)
+    dirs = build_indexes(args.data, args.work, embedder, scope)
+    results: dict = {"scope": scope, "k": args.k, "settings": args.set, "parts": {}}
+    for part in parts:
+        items = make_items(questions, part, scope, dirs)
+        own = next(iter(items))
+        systems = make_systems(names, dirs, embedder, args.work, own, args.set)
+        unanswerable = sum(len(v) for key, v in items.items() if key != own)
+        print(f"\n== {scope} scope, {part} part: {len(items[own])} answerable, {unanswerable} unanswerable",
+              file=sys.stderr)
+        rows = {}
+        for name in names:
+            report = run_system(name, systems[name], items, args.k)
+            rows[name] = report.to_json(items=args.items)
+            print(f"[{part}] {name}\n{format_report(report)}\n", file=sys.stderr, flush=True)
+        results["parts"][part] = rows
+        print(f"\n{scope} scope, {part} part: {len(items[own])} answerable questions, "
+              f"{unanswerable} unanswerable (asked of an archive without their week)")
+        print(table(rows))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,202 @@
+"""Quote selection and follow-ups, fast (hash embedder): offsets, merging, duplicates, abstention, rewriting."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.answer import ABSTAIN_TEXT, AnswerSettings, _Candidate, select_quotes, type_match
+from qa.followup import contextualize, needs_context, searched_history
+from qa.records import Article
+
+QUESTIONS = [
+    "How many troops has North Korea provided to Russia?",
+    "What did Kim call the United States?",
+    "Which countries blocked additional sanctions in the U.N. Security Council?",
+    "What is Kim Jong Un focused on achieving?",
+    "What does strategic patience allow Pyongyang to do?",
+]
+
+
+#: The default abstention threshold is calibrated for the real model; the hash fake scores lower.
+HASH_SETTINGS = AnswerSettings(abstain_below=0.4)
+
+
+@pytest.fixture
+def hash_bot(hash_index, hash_embedder):
+    from qa.bot import Bot
+
+    return Bot.load(hash_index, embedder=hash_embedder, answer_settings=HASH_SETTINGS)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_every_quote_is_an_exact_span_of_its_article(hash_bot, k):
+    for question in QUESTIONS:
+        answer = hash_bot.ask(question, k=k)
+        assert not answer.abstained and 1 <= len(answer.quotes) <= k
+        for q in answer.quotes:
+            article = hash_bot.index.articles[q.article_id]
+            assert article.text[q.start : q.end] == q.text
+            assert q.text == q.text.strip() and q.source == article.source and q.title == article.title
+            assert len(q.text) <= hash_bot.answer_settings.max_quote_chars
+        scores = [q.score for q in answer.quotes]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_the_sentence_holding_the_answer_comes_first_with_exact_words(hash_bot):
+    answer = hash_bot.ask("How many troops has North Korea provided to Russia?", k=3)
+    assert "10,000 troops" in answer.quotes[0].text
+    assert answer.quotes[0].context_before.startswith("North Korea’s growing military cooperation")
+
+
+def _article(text: str, source: str = "a.txt") -> Article:
+    return Article.make(text=text, source=source, title="T")
+
+
+def _cand(article: Article, sentence: str, score: float, rank: int = 0) -> _Candidate:
+    start = article.text.index(sentence)
+    return _Candidate(article, start, start + len(sentence), rank, 0, score=score, key=sentence.lower())
+
+
+def test_adjacent_strong_sentences_merge_into_one_quote():
+    text = "Alpha one here. Beta two here.\n\nGamma three here. Delta four here."
+    art = _article(text)
+    ranked = [
+        _cand(art, "Beta two here.", 1.0),
+        _cand(art, "Alpha one here.", 0.97),  # adjacent, strong: merged
+        _cand(art, "Gamma three here.", 0.96),  # after a paragraph break: its own quote
+        _cand(art, "Delta four here.", 0.5),  # adjacent to Gamma but weak: not merged, not a new quote
+    ]
+    quotes = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=0))
+    assert [q.text for q in quotes] == ["Alpha one here. Beta two here.", "Gamma three here."]
+    assert all(art.text[q.start : q.end] == q.text for q in quotes)
+
+
+def test_quotes_grow_by_whole_neighbouring_sentences_up_to_the_limit():
+    text = "Zero sentence here. One sentence here. Two sentence here. Three sentence here.\n\nNext paragraph here."
+    art = _article(text)
+    quotes = select_quotes([_cand(art, "One sentence here.", 1.0)], k=1, settings=AnswerSettings(fill_to=60))
+    assert quotes[0].text == "Zero sentence here. One sentence here. Two sentence here."  # next first, then previous
+    whole = select_quotes([_cand(art, "Three sentence here.", 1.0)], k=1, settings=AnswerSettings(fill_to=500))
+    assert whole[0].text == text.split("\n\n")[0]  # never across the paragraph break
+    other = select_quotes([_cand(art, "One sentence here.", 1.0), _cand(art, "Three sentence here.", 0.5)], k=2,
+                          settings=AnswerSettings(fill_to=500))
+    assert other[0].end <= other[1].start  # quotes never overlap
+    assert all(art.text[q.start : q.end] == q.text for q in whole + other)
+
+
+def test_merging_stops_at_the_quote_length_limit():
+    first, second = "A" * 50 + " first.", "B" * 50 + " second."
+    art = _article(f"{first} {second}")
+    quotes = select_quotes([_cand(art, first, 1.0), _cand(art, second, 0.99)], k=3,
+                           settings=AnswerSettings(max_quote_chars=80, fill_to=0))
+    assert [q.text for q in quotes] == [first, second]
+
+
+def test_the_same_sentence_in_several_articles_is_shown_once_with_its_sources():
+    sentence = "The ministry confirmed 10,000 troops were sent."
+    a = _article(f"Intro one. {sentence} Outro one.", "wire/a.txt")
+    b = _article(f"Another intro. {sentence}  Other end.", "mirror/b.txt")
+    c = _article(f"Third copy. {sentence}", "mirror/c.txt")
+    other = "A different sentence entirely."
+    d = _article(other, "d.txt")
+    ranked = [_cand(a, sentence, 0.9), _cand(b, sentence, 0.9, 1), _cand(c, sentence, 0.88, 2), _cand(d, other, 0.5, 3)]
+    quotes = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=0))
+    assert [q.source for q in quotes] == ["wire/a.txt", "d.txt"]
+    assert quotes[0].also_in == ("mirror/b.txt", "mirror/c.txt")
+    assert quotes[0].to_json()["sources"] == 3
+
+
+def test_duplicates_fold_through_the_whole_bot(tmp_path, hash_embedder):
+    from qa.bot import Bot
+    from qa.build import build_index
+
+    story = ("Officials said the bridge over the Elbe river will reopen on Monday after repairs. "
+             "Traffic was diverted for six weeks.\n")
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "one.txt").write_text("Bridge news\n\n" + story)
+    (folder / "two.txt").write_text("Bridge reopens\n\nLocal desk report.\n\n" + story)
+    (folder / "other.txt").write_text("Weather\n\nRain is expected over the weekend in the north.\n")
+    build_index([folder], tmp_path / "index", embedder=hash_embedder)
+    bot = Bot.load(tmp_path / "index", embedder=hash_embedder, answer_settings=HASH_SETTINGS)
+    answer = bot.ask("When will the bridge over the Elbe reopen?", k=3)
+    texts = [q.text for q in answer.quotes]
+    assert len(texts) == len(set(texts))
+    top = answer.quotes[0]
+    assert "reopen on Monday" in top.text and len(top.also_in) == 1
+
+
+def test_abstention_is_all_or_nothing(hash_index, hash_embedder):
+    from qa.bot import Bot
+
+    never = Bot.load(hash_index, embedder=hash_embedder, answer_settings=AnswerSettings(abstain_below=-1e9))
+    always = Bot.load(hash_index, embedder=hash_embedder, answer_settings=AnswerSettings(abstain_below=1e9))
+    question = "How many troops has North Korea provided to Russia?"
+    answered, refused = never.ask(question), always.ask(question)
+    assert not answered.abstained and answered.quotes
+    assert refused.abstained and refused.quotes == () and refused.text == ABSTAIN_TEXT
+    assert refused.to_json()["abstained"] is True and refused.to_json()["quotes"] == []
+
+
+def test_unrelated_question_is_refused(hash_bot):
+    answer = hash_bot.ask("Recipe for sourdough bread with rye flour?")
+    assert answer.abstained and not answer.quotes
+
+
+@pytest.mark.parametrize(
+    "question, sentence, expected",
+    [
+        ("How many troops were sent?", "Over 10,000 troops went.", 1.0),
+        ("How many troops were sent?", "Troops went.", 0.0),
+        ("In what year did the war end?", "The war ended in 1953.", 1.0),
+        ("What did Kim call the U.S.?", "He called it the “most reactionary state.”", 1.0),
+        ("Who met Kim three times?", "Trump met Kim three times.", 1.0),
+        ("Who met Kim three times?", "they met him three times.", 0.0),
+    ],
+)
+def test_answer_type_cues(question, sentence, expected):
+    assert type_match(question, sentence) == expected
+
+
+@pytest.mark.parametrize(
+    "history, question, searched",
+    [
+        (["How many troops did North Korea send to Russia?"], "What about China?",
+         "How many troops did North Korea send to China?"),
+        (["What did the North Korean leader say about the United States?"], "What about Japan?",
+         "What did the North Korean leader say about Japan?"),
+        (["What did Kim say about the U.S.?"], "And China?", "What did Kim say about China?"),
+        (["How many times did Trump meet Kim?"], "What did he say after the summit?",
+         "What did Trump say after the summit?"),
+        (["How many troops did North Korea send to Russia?"], "And what might it get in return?",
+         "And what might North Korea get in return? (many troops send Russia)"),
+        (["What did Kim Jong Un call the United States?"], "How did he describe its alliance with Japan?",
+         "How did Kim Jong Un describe United States’s alliance with Japan?"),
+        (["How many troops did North Korea send?"], "and in return?", "and in return? (many troops North Korea send)"),
+        (["Which countries blocked new sanctions?"], "Where did they block them?",
+         "Where did they block them? (countries blocked new sanctions)"),
+    ],
+)
+def test_follow_ups_become_self_contained(history, question, searched):
+    assert contextualize(question, history) == searched
+
+
+def test_self_contained_questions_are_left_alone():
+    history = ["How many troops did North Korea send to Russia?"]
+    for question in ["What did Kim Jong Un say about Japan's military alliance?", "Who won the 2022 World Cup final?"]:
+        assert not needs_context(question)
+        assert contextualize(question, history) == question
+    assert contextualize("What about China?", []) == "What about China?"
+
+
+def test_a_conversation_chains_its_searched_questions():
+    searched = searched_history(["How many troops did North Korea send to Russia?", "What about China?", "And Iran?"])
+    assert searched[1:] == ["How many troops did North Korea send to China?", "How many troops did North Korea send to Iran?"]
+
+
+def test_the_bot_shows_what_it_searched(hash_bot):
+    answer = hash_bot.ask("What about China?", history=["How many troops did North Korea send to Russia?"])
+    assert answer.searched == "How many troops did North Korea send to China?"
+    assert answer.to_json()["searched"] == answer.searched
+    plain = hash_bot.ask("How many troops did North Korea send to Russia?")
+    assert plain.to_json()["searched"] == plain.question
