@@ -179,28 +179,14 @@ class SentenceTransformerEmbedder:
             return len(tok.encode(text, add_special_tokens=False).ids)
         return len(tok.encode(text, add_special_tokens=False))
 
+    def _encode_batch(self, batch: list[str]) -> np.ndarray:
+        return self.model.encode(
+            batch, batch_size=len(batch), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+        )
+
     def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
         """Embed ``texts`` in length-sorted batches; rows are L2-normalised float32."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        done = 0
-        for lo in range(0, len(order), self.batch_size):
-            idx = order[lo : lo + self.batch_size]
-            batch = self.model.encode(
-                [texts[i] for i in idx],
-                batch_size=len(idx),
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            )
-            out[idx] = batch
-            done += len(idx)
-            if progress is not None:
-                progress(done, len(texts))
-        return _normalize(out)
+        return encode_sorted(texts, self.dim, self.batch_size, self._encode_batch, progress)
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -327,18 +313,29 @@ class OnnxEmbedder:
 
     def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
         """Embed ``texts`` in length-sorted batches; rows are L2-normalised float32."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        done = 0
-        for idx in _batches(order, [len(t) for t in texts], self.batch_size):
-            out[idx] = self.encoder.encode_batch([texts[i] for i in idx])
-            done += len(idx)
-            if progress is not None:
-                progress(done, len(texts))
-        return out
+        return encode_sorted(texts, self.dim, self.batch_size, self.encoder.encode_batch, progress)
+
+
+def encode_sorted(
+    texts: Sequence[str],
+    dim: int,
+    batch_size: int,
+    encode_batch: Callable[[list[str]], np.ndarray],
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """Embed ``texts`` longest first in batches that pad little; rows come back in input order, normalised."""
+    texts = list(texts)
+    if not texts:
+        return np.zeros((0, dim), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    done = 0
+    for idx in _batches(order, [len(t) for t in texts], batch_size):
+        out[idx] = encode_batch([texts[i] for i in idx])
+        done += len(idx)
+        if progress is not None:
+            progress(done, len(texts))
+    return _normalize(out)
 
 
 def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]:

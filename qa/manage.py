@@ -13,7 +13,6 @@ A failed rebuild leaves the old index serving and says why in ``status().message
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .load import SUPPORTED_SUFFIXES, LoadError, load_file, suffix_of
-from .records import Answer
+from .records import Answer, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +111,6 @@ def _suffix(name: str) -> str:
         if lower.endswith(suffix):
             return name[-len(suffix) :]
     return os.path.splitext(name)[1]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _mb(n: int) -> str:
@@ -321,7 +312,7 @@ class Library:
     def _place(self, staged: Path) -> Path:
         """Link ``staged`` into the articles folder without overwriting a different file."""
         self.articles_dir.mkdir(parents=True, exist_ok=True)
-        digest = _sha256(staged)
+        digest = sha256_file(staged)
         suffix = _suffix(staged.name)
         stem = staged.name[: len(staged.name) - len(suffix)]
         part = self.articles_dir / f".{uuid.uuid4().hex}.part"  # hidden: the loader skips it
@@ -332,7 +323,7 @@ class Library:
             for n in range(1, 1000):
                 target = self.articles_dir / (f"{stem}{suffix}" if n == 1 else f"{stem}-{n}{suffix}")
                 if target.exists():
-                    if target.is_file() and _sha256(target) == digest:
+                    if target.is_file() and sha256_file(target) == digest:
                         log.info("%s is already in the articles folder", target)
                         return target
                     continue

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -40,7 +39,7 @@ import numpy as np
 
 from .dense import make_dense, read_dense, search_dense, write_dense
 from .lexical import Lexical
-from .records import Article, Chunk
+from .records import Article, Chunk, sha256_file
 from .settings import INDEX_FORMAT, ChunkSettings
 
 log = logging.getLogger(__name__)
@@ -86,14 +85,6 @@ class Manifest:
     raw: dict[str, Any]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -111,7 +102,7 @@ def _file_entries(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
         for p in paths:
             _fsync_path(p)
             rel = p.relative_to(folder).as_posix()
-            entries[rel] = {"bytes": p.stat().st_size, "sha256": _sha256_file(p)}
+            entries[rel] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
         if path.is_dir():
             _fsync_path(path)
     return entries
@@ -354,7 +345,7 @@ def verify_files(folder: Path, manifest: Manifest, *, checksums: bool = True) ->
             raise IndexInvalid(f"{folder}/ is missing {rel}, which its manifest names: run `qa build --full`")
         if path.stat().st_size != entry["bytes"]:
             raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `qa build --full`")
-        if checksums and _sha256_file(path) != entry["sha256"]:
+        if checksums and sha256_file(path) != entry["sha256"]:
             raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `qa build --full`")
 
 
