@@ -341,12 +341,17 @@ def verify_files(folder: Path, manifest: Manifest, *, checksums: bool = True) ->
     """Check that every file the manifest names is there, with its size (and sha256)."""
     for rel, entry in manifest.files.items():
         path = folder / rel
-        if not path.is_file():
-            raise IndexInvalid(f"{folder}/ is missing {rel}, which its manifest names: run `qa build --full`")
-        if path.stat().st_size != entry["bytes"]:
-            raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `qa build --full`")
-        if checksums and sha256_file(path) != entry["sha256"]:
-            raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `qa build --full`")
+        try:
+            # A file can vanish between these steps when a build commits meanwhile: that too is IndexInvalid,
+            # so load_index starts again with the new manifest.
+            if not path.is_file():
+                raise IndexInvalid(f"{folder}/ is missing {rel}, which its manifest names: run `qa build --full`")
+            if path.stat().st_size != entry["bytes"]:
+                raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `qa build --full`")
+            if checksums and sha256_file(path) != entry["sha256"]:
+                raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `qa build --full`")
+        except OSError as exc:
+            raise IndexInvalid(f"{folder}/{rel} cannot be read ({exc.strerror or exc}): run `qa build --full`") from None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
