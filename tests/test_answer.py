@@ -45,7 +45,10 @@ def test_every_quote_is_an_exact_span_of_its_article(hash_bot, k):
 def test_the_sentence_holding_the_answer_comes_first_with_exact_words(hash_bot):
     answer = hash_bot.ask("How many troops has North Korea provided to Russia?", k=3)
     assert "10,000 troops" in answer.quotes[0].text
-    assert answer.quotes[0].context_before.startswith("North Korea’s growing military cooperation")
+    top = answer.quotes[0]
+    text = hash_bot.index.articles[top.article_id].text
+    assert top.context_before and text[: top.start].rstrip().endswith(top.context_before)  # the sentence before it
+    assert not top.context_after or text[top.end :].lstrip().startswith(top.context_after)
 
 
 def _article(text: str, source: str = "a.txt") -> Article:
@@ -77,11 +80,57 @@ def test_quotes_grow_by_whole_neighbouring_sentences_up_to_the_limit():
     quotes = select_quotes([_cand(art, "One sentence here.", 1.0)], k=1, settings=AnswerSettings(fill_to=60))
     assert quotes[0].text == "Zero sentence here. One sentence here. Two sentence here."  # next first, then previous
     whole = select_quotes([_cand(art, "Three sentence here.", 1.0)], k=1, settings=AnswerSettings(fill_to=500))
-    assert whole[0].text == text.split("\n\n")[0]  # never across the paragraph break
-    other = select_quotes([_cand(art, "One sentence here.", 1.0), _cand(art, "Three sentence here.", 0.5)], k=2,
-                          settings=AnswerSettings(fill_to=500))
+    assert whole[0].text == text  # across the paragraph break: news paragraphs are often one sentence
+    within = select_quotes([_cand(art, "Three sentence here.", 1.0)], k=1,
+                           settings=AnswerSettings(fill_to=500, fill_across_paragraphs=False))
+    assert within[0].text == text.split("\n\n")[0]
+    both = [_cand(art, "One sentence here.", 1.0), _cand(art, "Three sentence here.", 0.5)]
+    joined = select_quotes(both, k=2, settings=AnswerSettings(fill_to=500))
+    assert [q.text for q in joined] == [text]  # within one quote's reach: one quote
+    other = select_quotes(both, k=2, settings=AnswerSettings(fill_to=500, bridge=False))
     assert other[0].end <= other[1].start  # quotes never overlap
-    assert all(art.text[q.start : q.end] == q.text for q in whole + other)
+    assert all(art.text[q.start : q.end] == q.text for q in whole + within + other)
+
+
+def test_a_weak_sentence_in_the_next_paragraph_is_taken_into_the_quote_not_shown_twice():
+    text = "These actions serve a dual purpose.\n\nDomestically, they reinforce the ruling family."
+    art = _article(text)
+    ranked = [_cand(art, "These actions serve a dual purpose.", 1.0),
+              _cand(art, "Domestically, they reinforce the ruling family.", 0.5)]
+    quotes = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=200))
+    assert [q.text for q in quotes] == [text]
+    apart = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=200, fill_across_paragraphs=False))
+    assert [q.text for q in apart] == text.split("\n\n")  # without crossing, the weak one stands alone
+
+
+def test_a_sentence_within_reach_of_a_quote_joins_it_with_the_text_between():
+    lead, answer = "The leadership accelerated its tests.", "At home, they reinforce the family."
+    text = f"{lead} These actions serve a dual purpose.\n\n{answer}"
+    art = _article(text)
+    ranked = [_cand(art, lead, 1.0), _cand(art, answer, 0.5)]
+    quotes = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=len(text)))
+    assert [q.text for q in quotes] == [text]
+    apart = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=len(text), bridge=False))
+    assert [q.text for q in apart] == ["The leadership accelerated its tests. These actions serve a dual purpose.",
+                                       "At home, they reinforce the family."]  # the fill could not reach past it
+    far = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=60))
+    assert len(far) == 2 and all(len(q.text) <= 60 for q in far)  # out of reach: two quotes, each within the limit
+
+
+def test_a_sentence_that_only_restates_the_question_is_never_quoted(tmp_path, hash_embedder):
+    from qa.bot import Bot
+    from qa.build import build_index
+
+    (tmp_path / "quiz.txt").write_text(
+        "Weekly quiz\n\nWhich wildly popular show was green lit for a new season?\n\n"
+        "Netflix said the wildly popular show Squid Game was green lit for a second season.\n"
+    )
+    build_index([tmp_path / "quiz.txt"], tmp_path / "index", embedder=hash_embedder)
+    bot = Bot.load(tmp_path / "index", embedder=hash_embedder,
+                   answer_settings=AnswerSettings(abstain_below=0.0, fill_to=0))
+    answer = bot.ask("Which wildly popular show was green lit for a new season?", k=3)
+    assert answer.quotes and "Squid Game" in answer.quotes[0].text
+    assert all("Which wildly" not in q.text for q in answer.quotes)
 
 
 def test_merging_stops_at_the_quote_length_limit():
