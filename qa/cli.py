@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     index_opt(p)
     p.add_argument("-k", type=int, default=5, metavar="N", help="quotes per answer to score (default 5)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--misses", action="store_true",
+                   help="also list the questions the top quote does not answer (with --json: every question)")
     return parser
 
 
@@ -208,7 +210,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .bot import Bot
-    from .evaluate import evaluate, format_report, read_questions
+    from .evaluate import evaluate, format_misses, format_report, read_questions
 
     items, problems = read_questions(args.questions)
     for line in problems:
@@ -216,9 +218,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     bot = Bot.load(_index_dir(args), model=os.environ.get("QA_MODEL") or None)
     report = evaluate(bot.ask, items, k=args.k)
     if args.json:
-        _emit(report.to_json())
+        _emit(report.to_json(items=args.misses))
     else:
         print(format_report(report))
+        if args.misses:
+            print("\n" + format_misses(report))
     return 0
 
 

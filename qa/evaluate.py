@@ -298,6 +298,29 @@ def _fmt(x: float) -> str:
     return f"{x:.3f}"
 
 
+def miss_kind(result: ItemResult) -> str | None:
+    """Why a question counts against the bot, in a few words; None when its top quote answers it."""
+    if not result.answerable:
+        return "answered, though the articles do not hold the answer" if not result.abstained else None
+    if result.abstained:
+        return "refused, though the articles answer it"
+    if result.rank == 1:
+        return None
+    return f"answer first in quote {result.rank}" if result.rank else f"answer in none of the {result.quotes} quotes"
+
+
+def format_misses(report: EvalReport) -> str:
+    """One line per question whose top quote does not answer it (or that was wrongly refused or answered)."""
+    lines = []
+    for r in report.items:
+        kind = miss_kind(r)
+        if kind is None:
+            continue
+        searched = f" (searched: {r.searched})" if r.searched != r.question else ""
+        lines.append(f"line {r.line}: {kind}: {r.question}{searched}")
+    return "\n".join(lines) if lines else "every question answered by its top quote"
+
+
 def format_report(report: EvalReport) -> str:
     """The report as a few aligned lines for the terminal."""
     recalls = "  ".join(

@@ -10,10 +10,13 @@ import pytest
 
 from qa.evaluate import (
     EvalItem,
+    ItemResult,
     QuestionFileError,
     answer_rank,
     evaluate,
+    format_misses,
     format_report,
+    miss_kind,
     read_questions,
 )
 from qa.records import Answer, Quote
@@ -131,6 +134,12 @@ def test_scores_recall_mrr_abstention_chars_and_latency():
     assert {"recall@1", "recall@3", "recall@5", "mrr", "abstain_precision", "abstain_recall",
             "chars_per_answer", "chars@1", "chars@3", "latency_p50", "latency_p95"} <= set(data)
     assert "recall@1" in format_report(report).replace("answer-recall    @1", "recall@1")
+    misses = format_misses(report).splitlines()
+    assert misses == [
+        "line 2: answer first in quote 3: a2",
+        "line 3: refused, though the articles answer it: a3",
+        "line 5: answered, though the articles do not hold the answer: u2",
+    ]
 
 
 def test_only_the_top_k_quotes_count():
@@ -177,6 +186,18 @@ def test_cli_eval_reports_bad_lines_and_prints_json(tmp_path, hash_index, capsys
     assert "line 2" in err
     data = json.loads(out)
     assert data["questions"] == 2 and data["answerable"] == 1 and data["unanswerable"] == 1 and data["k"] == 3
+    assert "items" not in data
+
+    assert main(["eval", str(path), "--index", str(hash_index), "--json", "--misses"]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    assert [i["line"] for i in items] == [1, 3] and items[1]["answerable"] is False
+    assert main(["eval", str(path), "--index", str(hash_index), "--misses"]) == 0
+    text = capsys.readouterr().out
+    assert "answer-recall" in text
+    kinds = {i["line"]: miss_kind(ItemResult(**i)) for i in items}
+    for line, kind in kinds.items():
+        assert (f"line {line}: {kind}:" in text) == (kind is not None)
+    assert ("every question answered by its top quote" in text) == all(k is None for k in kinds.values())
 
 
 def test_cli_eval_empty_file_is_one_clear_line(tmp_path, hash_index, capsys):
