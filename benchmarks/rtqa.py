@@ -13,10 +13,12 @@ What it does, and why it is honest:
   the *held-out* part (only reported). Settings are chosen on whole-part
   averages, never on single questions.
 * **Scopes.** ``--scope slice`` (default, all three systems): the first four
-  held-out weeks (2022-06-24, 07-08, 07-22, 08-05: 119 questions) over the
+  held-out weeks (2022-06-24, 07-08, 07-22, 08-05: 121 questions) over the
   687 articles their searches returned, like the 4-week slice of the
   reference figures; the tune slice is the first two tune weeks (2022-06-17,
-  07-01) over their 387 articles. ``--scope full``: every question of a part
+  07-01) over their 387 articles, plus (for ``--part tune`` and ``--calibrate``)
+  the answerable questions of four more tune weeks over their own 552 articles
+  (``SLICE_TUNE_EXTRA_WEEKS``): 176 tune questions in all. ``--scope full``: every question of a part
   over all 4,712 articles (about 70,000 chunks: over an hour of embedding on
   two busy cores, and the LangChain baseline as much again).
 * **Answerable.** Every question, asked of the scope's index, scored by
@@ -65,6 +67,9 @@ SYSTEMS = ("ours", "bm25", "langchain")
 #: The slice: four held-out weeks and two tune weeks whose articles carry the week's own date.
 SLICE_WEEKS = ("20220624", "20220708", "20220722", "20220805")
 SLICE_OTHER_WEEKS = ("20220617", "20220701")
+#: Four more tune weeks, asked only answerable questions over their own 552 articles: 176 tune questions
+#: in all (with the two above), so a setting is chosen on more than a few dozen questions.
+SLICE_TUNE_EXTRA_WEEKS = ("20220715", "20220729", "20220812", "20220826")
 
 
 def _date(week: str) -> str:
@@ -130,11 +135,12 @@ def _subset_index(articles_gz: Path, folder: Path, keep: Callable[[str], bool], 
           f"({time.perf_counter() - started:.0f}s)", file=sys.stderr)
 
 
-def build_indexes(data: Path, work: Path, embedder, scope: str) -> dict[str, Path]:
+def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = False) -> dict[str, Path]:
     """The indexes a scope asks questions of, by key.
 
     slice: "heldout" (the held-out weeks' articles) and "tune" (the tune weeks'); each part's
-    questions are answerable in its own index and unanswerable in the other.
+    questions are answerable in its own index and unanswerable in the other. With ``tune``, also
+    "tune-extra" (``SLICE_TUNE_EXTRA_WEEKS``' articles), for more answerable tune questions.
     full: "main" (all articles), "first" and "second" (the archive cut in time at ``CUT``).
     """
     from qa.build import build_index
@@ -145,6 +151,8 @@ def build_indexes(data: Path, work: Path, embedder, scope: str) -> dict[str, Pat
     work.mkdir(parents=True, exist_ok=True)
     if scope == "slice":
         plan = {"heldout": {_date(w) for w in SLICE_WEEKS}, "tune": {_date(w) for w in SLICE_OTHER_WEEKS}}
+        if tune:
+            plan["tune-extra"] = {_date(w) for w in SLICE_TUNE_EXTRA_WEEKS}
         dirs = {key: work / f"slice-{key}" for key in plan}
         for key, dates in plan.items():
             _subset_index(articles_gz, dirs[key], dates.__contains__, embedder, f"slice {key}")
@@ -176,11 +184,14 @@ def make_items(questions: Sequence[dict], part: str, scope: str, dirs: dict[str,
     else:
         own, weeks = "main", {w for w, p in parts.items() if p == part}
         other_of = lambda week: "second" if week < CUT_WEEK else "first"
-    corpora = {key: _corpus_text(folder) for key, folder in dirs.items() if key != own}
+    corpora = {key: _corpus_text(folder) for key, folder in dirs.items() if key not in (own, "tune-extra")}
     out: dict[str, list[EvalItem]] = {own: [], **{key: [] for key in corpora}}
+    extra = set(SLICE_TUNE_EXTRA_WEEKS) if scope == "slice" and part == "tune" and "tune-extra" in dirs else set()
     for n, q in enumerate(questions, 1):
         week = q["id"].split("_")[0]
         golds = tuple(a for a in q.get("answers", []) if isinstance(a, str) and a.strip())
+        if week in extra and golds:
+            out.setdefault("tune-extra", []).append(EvalItem(line=n, turns=(q["q"],), answers=golds, id=q["id"]))
         if week not in weeks or not golds:
             continue
         out[own].append(EvalItem(line=n, turns=(q["q"],), answers=golds, id=q["id"]))
@@ -188,6 +199,12 @@ def make_items(questions: Sequence[dict], part: str, scope: str, dirs: dict[str,
         if not any(collapse_whitespace(g).casefold() in corpora[other] for g in golds):
             out[other].append(EvalItem(line=n, turns=(q["q"],), unanswerable=True, id=f"{q['id']}/without-week"))
     return out
+
+
+def _counts(items: dict[str, list[EvalItem]]) -> tuple[int, int]:
+    """(answerable, unanswerable) questions over all groups."""
+    flat = [i for group in items.values() for i in group]
+    return sum(not i.unanswerable for i in flat), sum(i.unanswerable for i in flat)
 
 
 def run_system(name: str, ask_for: dict[str, Callable], items: dict[str, list[EvalItem]], k: int) -> EvalReport:
@@ -245,7 +262,7 @@ def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Pa
 
         systems["langchain"] = {}
         for key, folder in dirs.items():
-            if key != answer_key:
+            if key not in (answer_key, "tune-extra"):
                 continue  # it never abstains: asking it of another archive would only cost an embedding pass
             articles = load_index(folder, checksums=False).articles.values()
             started = time.monotonic()
@@ -291,6 +308,45 @@ def collect_features(bot, items: Sequence[EvalItem], passages: int) -> list[dict
     return rows
 
 
+def ceiling(bot, items: Sequence[EvalItem], corpus: str) -> dict:
+    """How far any quote picker could get: where the gold strings of the answerable ``items`` are at all.
+
+    Reported, never tuned on: the share of questions whose gold occurs in the scope's articles, in the
+    articles behind the top 20 chunks, in the top 3/8/20 chunks, and in the best of all the quotes
+    ``select_quotes`` could make from the sentences of the top ``passages`` chunks (each grown as it would be).
+    """
+    from qa.answer import _fill
+    from qa.retrieve import retrieve
+    from qa.sentences import sentence_spans
+
+    passages, fill = bot.answer_settings.passages, bot.answer_settings.fill_to
+    across = bot.answer_settings.fill_across_paragraphs
+    counts = {"in_articles": 0, "in_articles_of_top20": 0, "in_top3_chunks": 0, "in_top8_chunks": 0,
+              "in_top20_chunks": 0, f"best_possible_quote_top{passages}": 0}
+    answerable = [i for i in items if not i.unanswerable]
+    for item in answerable:
+        vector = bot.embedder.encode([item.question])[0]
+        hits = retrieve(bot.index, item.question, vector, 20, bot.retrieve_settings)
+        gold = [_has_gold(h.chunk.text, item.answers) for h in hits]
+        counts["in_articles"] += any(collapse_whitespace(g).casefold() in corpus for g in item.answers)
+        counts["in_articles_of_top20"] += any(_has_gold(bot.index.article_of(h.chunk).text, item.answers) for h in hits)
+        for n in (3, 8, 20):
+            counts[f"in_top{n}_chunks"] += any(gold[:n])
+        found = False
+        for hit in hits[:passages]:
+            article = bot.index.article_of(hit.chunk)
+            for start, end in sentence_spans(article.text, hit.chunk.start, hit.chunk.end):
+                group = {"article": article, "start": start, "end": end}
+                _fill(group, [group], fill, across)
+                if _has_gold(article.text[group["start"]:group["end"]], item.answers):
+                    found = True
+                    break
+            if found:
+                break
+        counts[f"best_possible_quote_top{passages}"] += found
+    return {"answerable": len(answerable), **{k: round(v / len(answerable), 3) for k, v in counts.items()}}
+
+
 def replace_settings(settings, **changes):
     from dataclasses import replace
 
@@ -303,10 +359,8 @@ def calibrate(bots: dict, items: dict[str, list[EvalItem]], out: Path | None) ->
 
     import numpy as np
 
-    own = next(iter(items))  # make_items puts the answerable group first
-    unanswerable = sum(len(v) for key, v in items.items() if key != own)
-    print(f"calibrating on {len(items[own])} answerable + {unanswerable} unanswerable tune questions",
-          file=sys.stderr)
+    answerable, unanswerable = _counts(items)
+    print(f"calibrating on {answerable} answerable + {unanswerable} unanswerable tune questions", file=sys.stderr)
     rows = []
     for key, group in items.items():
         rows += collect_features(bots[key], group, passages=12)
@@ -415,6 +469,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", action="store_true", help="include per-question results in --out")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override one of our AnswerSettings/RetrieveSettings (to compare choices on the tune part)")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also report where the gold answers are at all (in the articles, the top chunks, "
+                             "the best possible quote) for our retrieval")
     parser.add_argument("--calibrate", action="store_true",
                         help="grid-search sentence weights and the abstention threshold on the tune part, then stop")
     args = parser.parse_args(argv)
@@ -440,19 +497,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.calibrate:
         from qa.bot import Bot
 
-        dirs = build_indexes(args.data, args.work, embedder, scope)
+        dirs = build_indexes(args.data, args.work, embedder, scope, tune=True)
         bots = {key: Bot.load(folder, embedder=embedder) for key, folder in dirs.items()}
         calibrate(bots, make_items(questions, "tune", scope, dirs), args.out)
         return 0
     parts = ("tune", "heldout") if args.part == "both" else (args.part,)
-    dirs = build_indexes(args.data, args.work, embedder, scope)
+    dirs = build_indexes(args.data, args.work, embedder, scope, tune="tune" in parts)
     results: dict = {"scope": scope, "k": args.k, "settings": args.set, "parts": {}}
     for part in parts:
         items = make_items(questions, part, scope, dirs)
         own = next(iter(items))
         systems = make_systems(names, dirs, embedder, args.work, own, args.set)
-        unanswerable = sum(len(v) for key, v in items.items() if key != own)
-        print(f"\n== {scope} scope, {part} part: {len(items[own])} answerable, {unanswerable} unanswerable",
+        answerable, unanswerable = _counts(items)
+        print(f"\n== {scope} scope, {part} part: {answerable} answerable, {unanswerable} unanswerable",
               file=sys.stderr)
         rows = {}
         for name in names:
@@ -460,7 +517,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows[name] = report.to_json(items=args.items)
             print(f"[{part}] {name}\n{format_report(report)}\n", file=sys.stderr, flush=True)
         results["parts"][part] = rows
-        print(f"\n{scope} scope, {part} part: {len(items[own])} answerable questions, "
+        if args.ceiling:
+            from qa.bot import Bot
+
+            bot = Bot.load(dirs[own], embedder=embedder, **bot_settings(args.set))
+            results.setdefault("ceiling", {})[part] = reach = ceiling(bot, items[own], _corpus_text(dirs[own]))
+            print(f"where the gold answers are ({part}): " + ", ".join(f"{k} {v}" for k, v in reach.items()))
+        print(f"\n{scope} scope, {part} part: {answerable} answerable questions, "
               f"{unanswerable} unanswerable (asked of an archive without their week)")
         print(table(rows))
     if args.out:

@@ -1,7 +1,7 @@
 """Answer quality on the bundled articles with the real model: tests/questions.jsonl through `qa eval`'s engine.
 
 The bar asserted (a regression guard at what the bot reaches today; the goal is
-recall@1 >= 0.9 and recall@3 = 1): the top quote answers at least 75% of the
+recall@1 >= 0.9 and recall@3 = 1): the top quote answers at least 78% of the
 answerable questions, one of the top three at least 95%, no answerable
 question is refused, every unanswerable one is, and the three quotes together
 show at most 1,000 characters (a third of three 1,000-character chunks).
@@ -53,7 +53,7 @@ def _misses(report, wanted):
 
 
 def test_top_quote_answers_most_answerable_questions(report):
-    assert report.recall[1] >= 0.75, _misses(report, lambda r: r.rank == 1)
+    assert report.recall[1] >= 0.78, _misses(report, lambda r: r.rank == 1)
 
 
 def test_one_of_the_top_three_answers_nearly_every_answerable_question(report):
