@@ -4,7 +4,8 @@ Environment: ``QA_ARTICLES`` (articles folder, default ``articles/``), ``QA_INDE
 (index folder, default ``index/``), ``QA_MODEL`` (embedding model),
 ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` (default 127.0.0.1:7860),
 ``QA_AUTH`` (optional login, ``user:password`` or several separated by commas),
-``QA_MAX_UPLOAD_MB`` (upload limit, default 20).
+``QA_MAX_UPLOAD_MB`` (upload limit, default 20), ``QA_ABSTAIN_BELOW`` (refuse
+when the best sentence scores below it; default: the model's calibrated value).
 
 The index is built, or brought up to date incrementally, in the background
 while the page is already served; the page shows the progress.
@@ -16,6 +17,8 @@ import logging
 import os
 import sys
 from pathlib import Path
+
+from qa.settings import SettingsError, abstain_below_from_env
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -109,8 +112,9 @@ def main() -> int:
     try:
         auth = parse_auth(os.environ.get("QA_AUTH"))
         limit = upload_limit_bytes(os.environ.get("QA_MAX_UPLOAD_MB"))
+        abstain_below_from_env()  # a bad value stops here, not in the background build
         serve(auth=auth, max_upload_bytes=limit)
-    except SetupError as exc:
+    except (SetupError, SettingsError) as exc:
         print(f"app: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # e.g. the port is taken

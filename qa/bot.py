@@ -22,7 +22,7 @@ from .embed import Embedder, canonical_model_name, get_embedder
 from .followup import searched_history
 from .records import Answer
 from .retrieve import RetrieveSettings, retrieve
-from .settings import MAX_QUESTION_CHARS, default_index_dir
+from .settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir
 from .store import Index, IndexLoadError, load_index, read_manifest
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class Bot:
     ) -> None:
         self._index = index
         self.embedder = embedder
-        self.answer_settings = answer_settings or AnswerSettings()
+        self.answer_settings = answer_settings or AnswerSettings(abstain_below=abstain_below_from_env())
         self.retrieve_settings = retrieve_settings or RetrieveSettings()
         self._swap = threading.Lock()
 

@@ -7,6 +7,9 @@ from .build import BuildError
 from .embed import EmbedderError
 from .evaluate import QuestionFileError
 from .load import LoadError
+from .settings import SettingsError
 from .store import IndexBusy, IndexLoadError
 
-USER_ERRORS: tuple[type[Exception], ...] = (AskError, BuildError, EmbedderError, LoadError, IndexBusy, IndexLoadError, QuestionFileError)
+USER_ERRORS: tuple[type[Exception], ...] = (
+    AskError, BuildError, EmbedderError, LoadError, IndexBusy, IndexLoadError, QuestionFileError, SettingsError
+)

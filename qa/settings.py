@@ -1,11 +1,12 @@
 """Defaults and environment variables, in one place.
 
-``QA_INDEX``, ``QA_ARTICLES`` and ``QA_MODEL`` set the defaults of the CLI, the
-Python API and the web chat.
+``QA_INDEX``, ``QA_ARTICLES``, ``QA_MODEL`` and ``QA_ABSTAIN_BELOW`` set the
+defaults of the CLI, the Python API and the web chat.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,30 @@ def default_articles_dir() -> Path:
 def default_model() -> str:
     """The embedding model: ``$QA_MODEL`` or the bundled all-MiniLM-L6-v2."""
     return os.environ.get("QA_MODEL") or DEFAULT_MODEL
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the bot cannot use; the message says what to set."""
+
+
+def abstain_below_from_env() -> float | None:
+    """``$QA_ABSTAIN_BELOW``: refuse when the best sentence scores below it; None when unset.
+
+    Unset, the threshold calibrated for the model applies (0.67 for the bundled one); 0.9 suits long
+    quiz-like questions (docs/evaluation.md).
+    """
+    value = (os.environ.get("QA_ABSTAIN_BELOW") or "").strip()
+    if not value:
+        return None
+    try:
+        threshold = float(value)
+    except ValueError:
+        threshold = math.nan
+    if not math.isfinite(threshold):
+        raise SettingsError(
+            f"QA_ABSTAIN_BELOW must be a number such as 0.67 (higher refuses more often), not {value!r}"
+        )
+    return threshold
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,16 @@ def test_env_vars_set_the_defaults(workdir: Path, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
 
 
+def test_abstention_threshold_from_the_environment(built: Path):
+    question = ["ask", "How many troops has North Korea provided to Russia?", "--json"]
+    answered = json.loads(qa(*question, cwd=built, env={"QA_ABSTAIN_BELOW": "-5"}).stdout)
+    refused = json.loads(qa(*question, cwd=built, env={"QA_ABSTAIN_BELOW": "50"}).stdout)
+    assert not answered["abstained"] and answered["quotes"]
+    assert refused["abstained"] and not refused["quotes"]
+    for bad in ("strict", "nan", "inf"):
+        assert_one_line_error(qa(*question, cwd=built, env={"QA_ABSTAIN_BELOW": bad}), "QA_ABSTAIN_BELOW", repr(bad))
+
+
 def test_empty_question(built: Path):
     assert_one_line_error(qa("ask", "   ", cwd=built), "empty")
 

@@ -8,6 +8,7 @@ copy of the bundled articles and a fresh index.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import socket
@@ -224,6 +225,19 @@ def test_app_settings_from_the_environment():
     assert app.upload_limit_bytes(None) == 20_000_000 and app.upload_limit_bytes("1.5") == 1_500_000
     with pytest.raises(app.SetupError):
         app.upload_limit_bytes("lots")
+
+
+def test_app_refuses_to_start_with_a_bad_abstention_threshold(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "QA_ABSTAIN_BELOW": "strict", "QA_INDEX": str(tmp_path / "index"),
+           "QA_ARTICLES": str(tmp_path / "articles"), "GRADIO_SERVER_PORT": "1"}
+    proc = subprocess.run([sys.executable, str(root / "app.py")], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("app: error: QA_ABSTAIN_BELOW") and "Traceback" not in proc.stderr
+    assert not (tmp_path / "index").exists()  # nothing was started, nothing written
 
 
 # -- the real server and gradio_client ----------------------------------------------------------
