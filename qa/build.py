@@ -22,7 +22,7 @@ from .embed import Embedder, get_embedder
 from .load import LoadError, LoadResult, load_paths
 from .records import Article, BuildReport, Chunk, sha256_text
 from .settings import ChunkSettings
-from .store import IndexLoadError, load_index, read_manifest, remove_unreferenced, save_index, writer_lock
+from .store import Index, IndexLoadError, load_index, read_manifest, remove_unreferenced, save_index, writer_lock
 
 log = logging.getLogger(__name__)
 
@@ -34,20 +34,22 @@ class BuildError(Exception):
     """The build could not run; the index folder is untouched. The message says what to do."""
 
 
-def _previous(index_dir: Path, model: str, chunking: ChunkSettings) -> tuple[dict[str, tuple[list[Chunk], np.ndarray]], int, set[tuple[str, str]]]:
-    """Chunks and vectors of the current index by article content hash, its chunk count, its (id, sha)."""
+def _previous(
+    index_dir: Path, model: str, chunking: ChunkSettings
+) -> tuple[dict[str, tuple[list[Chunk], np.ndarray]], int, set[tuple[str, str]], Index | None]:
+    """Chunks and vectors of the current index by article content hash, its chunk count, its (id, sha), itself."""
     try:
         manifest = read_manifest(index_dir)
     except IndexLoadError:
-        return {}, 0, set()
+        return {}, 0, set(), None
     if manifest.model != model or manifest.chunking != chunking:
         log.info("index was built with other settings (%s, %s): re-embedding everything", manifest.model, manifest.chunking)
-        return {}, manifest.counts.get("chunks", 0), set()
+        return {}, manifest.counts.get("chunks", 0), set(), None
     try:
         index = load_index(index_dir, checksums=True)
     except IndexLoadError as exc:
         log.warning("ignoring the current index (%s)", exc)
-        return {}, manifest.counts.get("chunks", 0), set()
+        return {}, manifest.counts.get("chunks", 0), set(), None
     rows: dict[str, list[int]] = {}
     for row, chunk in enumerate(index.chunks):
         rows.setdefault(chunk.article_id, []).append(row)
@@ -60,7 +62,7 @@ def _previous(index_dir: Path, model: str, chunking: ChunkSettings) -> tuple[dic
                 np.array(index.vectors[article_rows], dtype=np.float32).reshape(len(article_rows), -1),
             )
     ids = {(a.id, a.sha256) for a in index.articles.values()}
-    return by_sha, len(index.chunks), ids
+    return by_sha, len(index.chunks), ids, index
 
 
 def _rebase(chunks: list[Chunk], article: Article) -> list[Chunk]:
@@ -114,9 +116,9 @@ def build_index(
                 f"cannot write to {index_dir}/ ({_reason(exc)}); check the folder and its permissions"
             ) from None
         if full:
-            by_sha, previous_chunks, previous_ids = {}, _chunk_count(index_dir), set()
+            by_sha, previous_chunks, previous_ids, previous = {}, _chunk_count(index_dir), set(), None
         else:
-            by_sha, previous_chunks, previous_ids = _previous(index_dir, embedder.name, chunking)
+            by_sha, previous_chunks, previous_ids, previous = _previous(index_dir, embedder.name, chunking)
         if previous_ids and previous_ids == {(a.id, a.sha256) for a in articles}:
             remove_unreferenced(index_dir)
             log.info("index is up to date: %d articles", len(articles))
@@ -132,7 +134,8 @@ def build_index(
                 build_id=read_manifest(index_dir).build_id,
                 changed=False,
             )
-        return _build(index_dir, articles, by_sha, previous_chunks, embedder, chunking, report, loaded, started)
+        return _build(index_dir, articles, by_sha, previous_chunks, embedder, chunking, report, loaded, started,
+                      previous)
 
 
 def _reason(exc: BaseException) -> str:
@@ -164,6 +167,7 @@ def _build(
     report: BuildProgress,
     loaded: LoadResult,
     started: float,
+    previous: Index | None = None,
 ) -> BuildReport:
     parts: list[tuple[list[Chunk], np.ndarray | None]] = []
     to_embed: list[str] = []
@@ -196,7 +200,8 @@ def _build(
     report("save", 0, 1)
     try:
         manifest = save_index(
-            index_dir, articles=articles, chunks=chunks, vectors=vectors, model=embedder.name, chunking=chunking
+            index_dir, articles=articles, chunks=chunks, vectors=vectors, model=embedder.name, chunking=chunking,
+            previous=previous,
         )
     except (OSError, RuntimeError) as exc:  # faiss reports write failures as RuntimeError
         raise BuildError(

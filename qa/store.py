@@ -166,12 +166,16 @@ def save_index(
     model: str,
     chunking: ChunkSettings,
     lexical: Lexical | None = None,
+    previous: Index | None = None,
 ) -> Manifest:
     """Write a new index generation into ``folder`` and commit it by replacing the manifest.
 
     The caller holds ``writer_lock(folder)``. Data files are written and fsynced
     under new names first; the manifest is replaced last (temp file, fsync,
     ``os.replace``, fsync of the folder); then files no manifest names are removed.
+    ``previous`` (the loaded index being replaced) saves work: BM25 keeps the
+    tokens of the chunks it already holds, an IVF keeps its centroids; search
+    scores come out as a fresh build's.
     """
     if len(chunks) != len(vectors):
         raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
@@ -187,7 +191,7 @@ def save_index(
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     tmp = folder / f"{MANIFEST}.{build_id}.tmp"
     try:
-        raw = _write_generation(folder, build_id, names, articles, chunks, vectors, model, chunking, lexical)
+        raw = _write_generation(folder, build_id, names, articles, chunks, vectors, model, chunking, lexical, previous)
         with tmp.open("w", encoding="utf-8") as fh:
             json.dump(raw, fh, ensure_ascii=False, indent=1)
             fh.flush()
@@ -217,14 +221,20 @@ def _write_generation(
     model: str,
     chunking: ChunkSettings,
     lexical: Lexical | None,
+    previous: Index | None = None,
 ) -> dict[str, Any]:
     """Write and fsync the data files of one generation; return its manifest (not yet written)."""
     _write_jsonl(folder / names["articles"], (a.to_json() for a in articles))
     _write_jsonl(folder / names["chunks"], (c.to_json() for c in chunks))
     np.save(folder / names["vectors"], vectors, allow_pickle=False)
-    dense = make_dense(vectors)
+    dense = make_dense(vectors, previous=previous.dense if previous is not None else None)
     write_dense(dense, folder / names["dense"])
-    lexical = lexical or Lexical.build([c.text for c in chunks])
+    if lexical is None:
+        lexical = Lexical.build(
+            [c.text for c in chunks],
+            previous=previous.lexical if previous is not None else None,
+            previous_texts=[c.text for c in previous.chunks] if previous is not None else (),
+        )
     lexical.save(folder / names["bm25"])
     files = _file_entries(folder, list(names.values()))
     _fsync_path(folder)  # the new names are durable before a manifest can point at them

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qa.answer import AnswerSettings
 from qa.bot import Bot
 from qa.build import BuildError, build_index
 from qa.embed import HashEmbedder
@@ -156,3 +157,30 @@ def test_the_same_article_under_two_names_is_kept_twice(tmp_path: Path, corpus: 
     assert report.articles == 3
     # The copy reuses nothing at first build, but a rebuild reuses all of it.
     assert build_index([corpus], tmp_path / "idx", embedder=hash_embedder, full=False).changed is False
+
+
+def test_an_incremental_build_searches_exactly_like_a_full_one(
+    hash_index: Path, corpus: Path, hash_embedder, tmp_path: Path, caplog
+):
+    first, second = sorted(corpus.iterdir())
+    (corpus / "new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
+    second.unlink()  # one article in, one out: the BM25 vocabulary keeps the removed one's words
+    with caplog.at_level("INFO", logger="qa.lexical"):
+        build_index([corpus], hash_index, embedder=hash_embedder)
+    assert "BM25: reused the tokens" in caplog.text  # the previous index's tokens were used
+    fresh_dir = tmp_path / "fresh-index"
+    build_index([corpus], fresh_dir, embedder=hash_embedder, full=True)
+    incremental, fresh = load_index(hash_index), load_index(fresh_dir)
+    assert [c.text for c in incremental.chunks] == [c.text for c in fresh.chunks]
+    for query in ("tidal power Strelsau", "North Korea troops Russia", "sanctions China", "Kim reactionary"):
+        assert np.allclose(incremental.lexical.scores(query), fresh.lexical.scores(query)), query
+        vector = hash_embedder.encode([query])[0]
+        rows_a, scores_a = incremental.dense_search(vector, 5)
+        rows_b, scores_b = fresh.dense_search(vector, 5)
+        assert rows_a.tolist() == rows_b.tolist() and np.allclose(scores_a, scores_b)
+    for term in ("tidal", "troops", "reactionary", "kremlin", "nosuchword"):
+        assert incremental.lexical.idf(term) == pytest.approx(fresh.lexical.idf(term)), term
+    settings = {"answer_settings": AnswerSettings(abstain_below=0)}
+    ask_a = Bot.load(hash_index, embedder=hash_embedder, **settings).ask("How many homes will the plant supply?")
+    ask_b = Bot.load(fresh_dir, embedder=hash_embedder, **settings).ask("How many homes will the plant supply?")
+    assert [(q.text, q.score) for q in ask_a.quotes] == [(q.text, q.score) for q in ask_b.quotes]
