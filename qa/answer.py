@@ -5,8 +5,10 @@ similarity of the sentence's own embedding, the share of the question's
 (IDF-weighted) terms it contains, and the rank of its chunk. The best
 sentences become quotes, adjacent strong sentences merge into one quote, and a
 sentence that several articles carry verbatim is shown once with its other
-sources. When even the best sentence scores below a calibrated threshold, the
-bot says the articles do not answer the question.
+sources. Each quote then grows by whole neighbouring sentences (across paragraph
+breaks) up to ``fill_to`` characters; a sentence that only restates the
+question is never quoted. When even the best sentence scores below a calibrated
+threshold, the bot says the articles do not answer the question.
 """
 
 from __future__ import annotations
