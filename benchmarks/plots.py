@@ -42,12 +42,7 @@ def plot_latency(results: dict, out: Path) -> Path | None:
     ax.set_title("Search latency against index size")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    _footer(fig, results)
-    path = out / "bench-latency.png"
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, results, out / "bench-latency.png")
 
 
 def plot_throughput(results: dict, out: Path) -> Path | None:
@@ -72,8 +67,14 @@ def plot_throughput(results: dict, out: Path) -> Path | None:
     ax.set_xlabel("chunks per second, full build (load, chunk, embed, index, save)")
     ax.set_title(f"Build throughput, RealTime QA slice ({results['corpora']['rtqa_slice']['articles']} articles)")
     ax.set_xlim(0, max(rates) * 1.45)
+    return _save(fig, results, out / "bench-throughput.png")
+
+
+def _save(fig, results: dict, path: Path) -> Path:
+    """Add the machine footer, write ``fig`` to ``path`` and free it."""
+    import matplotlib.pyplot as plt
+
     _footer(fig, results)
-    path = out / "bench-throughput.png"
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -171,7 +171,11 @@ def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = Fal
 def _corpus_text(index_dir: Path) -> str:
     from qa.store import load_index
 
-    index = load_index(index_dir, checksums=False)
+    return _index_text(load_index(index_dir, checksums=False))
+
+
+def _index_text(index) -> str:
+    """All of an index's article texts, whitespace collapsed and case-folded, for gold-string lookups."""
     return "\n".join(collapse_whitespace(a.text).casefold() for a in index.articles.values())
 
 
@@ -308,7 +312,7 @@ def collect_features(bot, items: Sequence[EvalItem], passages: int) -> list[dict
     return rows
 
 
-def ceiling(bot, items: Sequence[EvalItem], corpus: str) -> dict:
+def ceiling(bot, items: Sequence[EvalItem]) -> dict:
     """How far any quote picker could get: where the gold strings of the answerable ``items`` are at all.
 
     Reported, never tuned on: the share of questions whose gold occurs in the scope's articles, in the
@@ -324,6 +328,7 @@ def ceiling(bot, items: Sequence[EvalItem], corpus: str) -> dict:
     counts = {"in_articles": 0, "in_articles_of_top20": 0, "in_top3_chunks": 0, "in_top8_chunks": 0,
               "in_top20_chunks": 0, f"best_possible_quote_top{passages}": 0}
     answerable = [i for i in items if not i.unanswerable]
+    corpus = _index_text(bot.index)
     for item in answerable:
         vector = bot.embedder.encode([item.question])[0]
         hits = retrieve(bot.index, item.question, vector, 20, bot.retrieve_settings)
@@ -521,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from qa.bot import Bot
 
             bot = Bot.load(dirs[own], embedder=embedder, **bot_settings(args.set))
-            results.setdefault("ceiling", {})[part] = reach = ceiling(bot, items[own], _corpus_text(dirs[own]))
+            results.setdefault("ceiling", {})[part] = reach = ceiling(bot, items[own])
             print(f"where the gold answers are ({part}): " + ", ".join(f"{k} {v}" for k, v in reach.items()))
         print(f"\n{scope} scope, {part} part: {answerable} answerable questions, "
               f"{unanswerable} unanswerable (asked of an archive without their week)")
