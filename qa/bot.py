@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import QAError
 from .answer import AnswerSettings, compose, make_answer
 from .embed import Embedder, canonical_model_name, get_embedder
 from .followup import searched_history
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 DEFAULT_K = 3
 
 
-class AskError(ValueError):
+class AskError(QAError, ValueError):
     """The question cannot be asked as given; the message says what to do."""
 
 

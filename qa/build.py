@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import QAError
 from .chunk import chunk_article, embedding_text
 from .embed import Embedder, get_embedder
 from .load import LoadError, LoadResult, load_paths
-from .records import Article, BuildReport, Chunk, sha256_text
+from .records import Article, BuildReport, Chunk, chunk_id
 from .settings import ChunkSettings
 from .store import Index, IndexLoadError, load_index, read_manifest, remove_unreferenced, save_index, writer_lock
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 BuildProgress = Callable[[str, int, int], None]
 
 
-class BuildError(Exception):
+class BuildError(QAError):
     """The build could not run; the index folder is untouched. The message says what to do."""
 
 
@@ -69,7 +70,7 @@ def _rebase(chunks: list[Chunk], article: Article) -> list[Chunk]:
     """The same spans, owned by ``article`` (ids depend on the article id)."""
     return [
         Chunk(
-            id=sha256_text(f"{article.id}:{c.start}:{c.end}")[:16],
+            id=chunk_id(article.id, c.start, c.end),
             article_id=article.id,
             start=c.start,
             end=c.end,

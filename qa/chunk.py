@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .records import Article, Chunk, sha256_text
+from .records import Article, Chunk, chunk_id
 from .settings import ChunkSettings
 
 log = logging.getLogger(__name__)
@@ -119,8 +119,7 @@ def chunk_article(article: Article, settings: ChunkSettings, count_tokens: Calla
     chunks = []
     for start, end in split_text(article.text, settings, count_tokens):
         text = article.text[start:end]
-        chunk_id = sha256_text(f"{article.id}:{start}:{end}")[:16]
-        chunks.append(Chunk(id=chunk_id, article_id=article.id, start=start, end=end, text=text))
+        chunks.append(Chunk(id=chunk_id(article.id, start, end), article_id=article.id, start=start, end=end, text=text))
     return chunks
 
 

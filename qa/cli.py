@@ -14,10 +14,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .settings import default_articles_dir, default_index_dir
+from .errors import QAError
+from .settings import debug_from_env, default_articles_dir, default_index_dir
 
 
-class UsageError(Exception):
+class UsageError(QAError):
     """Bad command-line input; the message says what to do."""
 
 
@@ -245,18 +246,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Some libraries set their own loggers to DEBUG on import; the handler's level keeps stderr quiet.
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
-    from . import errors
-
     try:
         return COMMANDS[args.command](args)
-    except errors.USER_ERRORS as exc:
+    except QAError as exc:
         print(f"qa: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # never a traceback to a user; QA_DEBUG=1 shows it
-        if os.environ.get("QA_DEBUG"):
+        if debug_from_env():
             raise
         print(f"qa: unexpected error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
               "rerun with QA_DEBUG=1 for details", file=sys.stderr)

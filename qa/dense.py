@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .embed import l2_normalize
+
 log = logging.getLogger(__name__)
 
 #: Up to this many chunks the dense index is exact (flat); above it, IVF. One flat query took 2 ms at
@@ -125,9 +127,7 @@ def calibration_queries(vectors: np.ndarray, count: int = CALIBRATION_QUERIES, s
     rows = rng.integers(0, len(vectors), size=(count, CALIBRATION_MIX))
     queries = np.asarray(vectors[np.sort(rows.ravel())], dtype=np.float32)[np.argsort(np.argsort(rows.ravel()))]
     queries = queries.reshape(count, CALIBRATION_MIX, -1).sum(axis=1)
-    norms = np.linalg.norm(queries, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return np.ascontiguousarray(queries / norms, dtype=np.float32)
+    return l2_normalize(queries)
 
 
 def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:

@@ -28,7 +28,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .settings import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES, default_model
+from .errors import QAError
+from .settings import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES, backend_from_env, default_model
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ INT8_SUFFIX = "@int8"
 DEFAULT_BATCH = 64
 
 
-class EmbedderError(Exception):
+class EmbedderError(QAError):
     """The model could not be found or loaded."""
 
 
@@ -68,7 +69,8 @@ class Embedder(Protocol):
     def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray: ...
 
 
-def _normalize(vectors: np.ndarray) -> np.ndarray:
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as contiguous float32: inner product = cosine."""
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
@@ -234,7 +236,7 @@ class HashEmbedder:
                 out[i] += _word_vector(word, self._dim)
             if progress is not None:
                 progress(i + 1, len(texts))
-        return _normalize(out)
+        return l2_normalize(out)
 
 
 def model_location(name: str) -> Path:
@@ -338,7 +340,7 @@ def encode_sorted(
         done += len(idx)
         if progress is not None:
             progress(done, len(texts))
-    return _normalize(out)
+    return l2_normalize(out)
 
 
 def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]:
@@ -356,7 +358,7 @@ def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]
 
 def default_backend() -> str:
     """``$QA_BACKEND`` if it names a backend, else ``DEFAULT_BACKEND`` (a wrong value is warned about once)."""
-    value = (os.environ.get("QA_BACKEND") or "").strip().lower()
+    value = backend_from_env()
     if value and value not in BACKENDS:
         _warn_once(f"QA_BACKEND={value!r} is not one of {', '.join(BACKENDS)}: using {DEFAULT_BACKEND}")
         return DEFAULT_BACKEND
@@ -415,7 +417,7 @@ def get_embedder(model: str | None = None, *, backend: str | None = None) -> Emb
         raise EmbedderError(f"unknown embedding backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     base, int8 = split_model_name(spec)
     base = _canonical_base(base)
-    asked = backend or (os.environ.get("QA_BACKEND") or "").strip().lower() or None
+    asked = backend or backend_from_env()
     chosen = backend or default_backend()
     if int8:
         chosen = "onnx-int8"

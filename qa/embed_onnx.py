@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .embed import l2_normalize
+from .settings import cache_root, threads_from_env
+
 log = logging.getLogger(__name__)
 
 #: Bump when the export recipe changes, so old cached files are not reused.
@@ -49,10 +52,7 @@ def require_runtime() -> None:
 
 def cache_dir() -> Path:
     """Where exported models are kept: ``$QA_CACHE/onnx`` or ``~/.cache/qa/onnx``."""
-    root = os.environ.get("QA_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "qa"
-    )
-    return Path(root) / "onnx"
+    return cache_root() / "onnx"
 
 
 def _weights_digest(model_dir: Path) -> str:
@@ -210,9 +210,8 @@ def exported_model(model_dir: Path, int8: bool) -> Path:
 
 def default_threads() -> int:
     """Threads for one encoder: ``$QA_THREADS`` or the CPUs this process may use."""
-    value = os.environ.get("QA_THREADS")
-    if value and value.isdigit() and int(value) > 0:
-        return int(value)
+    if (threads := threads_from_env()) is not None:
+        return threads
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
@@ -248,6 +247,4 @@ class OnnxEncoder:
             "token_type_ids": np.zeros_like(ids),
         }
         vectors = self.session.run(None, {name: feed[name].astype(kind) for name, kind in self._inputs.items()})[0]
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        return (vectors / norms).astype(np.float32)
+        return l2_normalize(vectors)

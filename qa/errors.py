@@ -1,15 +1,13 @@
-"""The exceptions that mean "the user can fix this"; the edges show their message as one line."""
+"""The one base class for errors a user can fix.
+
+Every such error subclasses ``QAError`` and carries a one-line message that
+says what to do; the CLI and the web chat show that line and never a traceback.
+This module imports nothing of the package, so any stage can raise it.
+"""
 
 from __future__ import annotations
 
-from .bot import AskError
-from .build import BuildError
-from .embed import EmbedderError
-from .evaluate import QuestionFileError
-from .load import LoadError
-from .settings import SettingsError
-from .store import IndexBusy, IndexLoadError
 
-USER_ERRORS: tuple[type[Exception], ...] = (
-    AskError, BuildError, EmbedderError, LoadError, IndexBusy, IndexLoadError, QuestionFileError, SettingsError
-)
+class QAError(Exception):
+    """Something the user can fix; ``str(exc)`` is one line that says how."""
+

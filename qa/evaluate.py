@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import QAError
 from .records import Answer
 from .sentences import collapse_whitespace
 
@@ -36,7 +37,7 @@ EvalProgress = Callable[[int, int], None]
 RECALL_AT = (1, 3, 5)
 
 
-class QuestionFileError(Exception):
+class QuestionFileError(QAError):
     """The question file cannot be scored as given; the message says what to fix."""
 
 

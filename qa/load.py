@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import QAError
 from qa.clean import clean_field, clean_text
 from qa.records import Article
 
@@ -37,7 +38,7 @@ _SNIFF_BYTES = 8192
 _MD_HEADING = re.compile(r"#{1,6}[ \t]+(?P<title>.+?)[ \t]*#*[ \t]*")
 
 
-class LoadError(Exception):
+class LoadError(QAError):
     """A file that cannot be loaded; the message names the file and what to do."""
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .errors import QAError
 from .load import SUPPORTED_SUFFIXES, LoadError, load_file, suffix_of
 from .records import Answer, sha256_file
 
@@ -48,11 +49,11 @@ _STAGES = {
 }
 
 
-class ManageError(Exception):
+class ManageError(QAError):
     """An upload, paste or removal that cannot be done; the message says what to do."""
 
 
-class NoIndex(Exception):
+class NoIndex(QAError):
     """There is no index to answer from yet; the message says why and what to do."""
 
 
@@ -381,7 +382,6 @@ class Library:
     def _build_once(self, warm_up: bool) -> tuple[str, str]:
         from .bot import Bot
         from .build import build_index
-        from .errors import USER_ERRORS
 
         started = time.perf_counter()
         if self._bot is None and not self.files():
@@ -396,7 +396,7 @@ class Library:
                 self._bot = Bot.load(self.index_dir, embedder=embedder)
             else:
                 self._bot.refresh()
-        except USER_ERRORS as exc:
+        except QAError as exc:
             keep = " The current index keeps answering." if self._bot is not None else ""
             log.warning("rebuild failed: %s", exc)
             return "failed", f"The rebuild failed: {exc}.{keep}"

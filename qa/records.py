@@ -17,6 +17,11 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def chunk_id(article_id: str, start: int, end: int) -> str:
+    """A chunk's id, from its article and its span: the same chunk always gets the same id."""
+    return sha256_text(f"{article_id}:{start}:{end}")[:16]
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in blocks."""
     digest = hashlib.sha256()

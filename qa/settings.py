@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import QAError
+
 #: The name the bundled model is recorded under in an index manifest.
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 #: Names that all mean the bundled model.
@@ -38,7 +40,30 @@ def default_model() -> str:
     return os.environ.get("QA_MODEL") or DEFAULT_MODEL
 
 
-class SettingsError(ValueError):
+def backend_from_env() -> str | None:
+    """``$QA_BACKEND`` lower-cased (``onnx``, ``onnx-int8`` or ``torch``), None when unset; ``qa.embed`` checks it."""
+    return (os.environ.get("QA_BACKEND") or "").strip().lower() or None
+
+
+def threads_from_env() -> int | None:
+    """``$QA_THREADS``: threads for one encoder, None when unset or not a positive whole number."""
+    value = (os.environ.get("QA_THREADS") or "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def cache_root() -> Path:
+    """Where derived models are kept: ``$QA_CACHE``, else ``$XDG_CACHE_HOME/qa`` or ``~/.cache/qa``."""
+    if os.environ.get("QA_CACHE"):
+        return Path(os.environ["QA_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "qa"
+
+
+def debug_from_env() -> bool:
+    """``$QA_DEBUG`` set: show tracebacks instead of one-line messages (for developers)."""
+    return bool(os.environ.get("QA_DEBUG"))
+
+
+class SettingsError(QAError, ValueError):
     """An environment variable holds a value the bot cannot use; the message says what to set."""
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import QAError
 from .dense import make_dense, read_dense, search_dense, write_dense
 from .lexical import Lexical
 from .records import Article, Chunk, sha256_file
@@ -52,7 +53,7 @@ _SUFFIX = {"articles": ".jsonl", "chunks": ".jsonl", "vectors": ".npy", "dense":
 LOAD_ATTEMPTS = 5
 
 
-class IndexLoadError(Exception):
+class IndexLoadError(QAError):
     """The index cannot be used; the message says what to do."""
 
 
@@ -64,7 +65,7 @@ class IndexInvalid(IndexLoadError):
     """The folder holds an index that does not match its manifest, this version, or the model."""
 
 
-class IndexBusy(Exception):
+class IndexBusy(QAError):
     """Another build holds the folder's writer lock."""
 
 

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 import gradio as gr
 
-from .errors import USER_ERRORS
+from .errors import QAError
 from .load import SUPPORTED_SUFFIXES
 from .manage import Library, ManageError, NoIndex, RebuildStatus
 from .records import Answer
@@ -236,7 +236,7 @@ def build_app(
         yield chat, asked, ""
         try:
             answer = library.ask(question, asked)
-        except (NoIndex, *USER_ERRORS) as exc:
+        except QAError as exc:
             chat[-1] = gr.ChatMessage(content=md_text(str(exc)))
             yield chat, asked, ""
             return
@@ -257,7 +257,7 @@ def build_app(
         """Answer a question with exact quotes from the articles; the same JSON as `qa ask --json`."""
         try:
             return library.ask(question, history or [], k=max(1, min(int(k), 20))).to_json()
-        except (NoIndex, *USER_ERRORS) as exc:
+        except QAError as exc:
             raise gr.Error(str(exc)) from None
 
     def refresh(seen: int):
