@@ -16,17 +16,21 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote as url_quote
 from urllib.parse import unquote
 
 import gradio as gr
 
+from .answer import citation_numbers
 from .errors import QAError
+from .folder import FolderError, Removed
 from .load import SUPPORTED_SUFFIXES
-from .manage import Library, ManageError, NoIndex, RebuildStatus
+from .manage import Library, NoIndex, RebuildStatus
 from .records import Answer
+from .sentences import collapse_whitespace
+from .words import counted
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +106,15 @@ def launch_options() -> dict[str, Any]:
 
 # -- formatting -------------------------------------------------------------------------------
 
+#: What the status line says during each stage of a rebuild.
+STAGES = {
+    "model": "Loading the model",
+    "load": "Reading articles",
+    "chunk": "Cutting articles into passages",
+    "embed": "Embedding new passages",
+    "save": "Saving the index",
+}
+
 
 def md_text(text: str) -> str:
     """``text`` made inert for Gradio's Markdown: link, image, code and emphasis syntax escaped,
@@ -111,17 +124,13 @@ def md_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def source_ref(article_id: str, start: int, end: int) -> str:
     """The link target of a citation: which article and which span to highlight."""
     return f"{_REF_PREFIX}{url_quote(article_id, safe='')}:{int(start)}:{int(end)}"
 
 
 def answer_messages(answer: Answer) -> list[gr.ChatMessage]:
-    """The chat messages for one answer: the quotes with citations, then the sources."""
+    """The chat messages for one answer: the quotes with citations (one number per article), then the sources."""
     lines = []
     if answer.notice:
         lines.append(f"_{md_text(answer.notice)}_")
@@ -130,15 +139,14 @@ def answer_messages(answer: Answer) -> list[gr.ChatMessage]:
     if answer.abstained or not answer.quotes:
         lines.append(md_text(answer.text))
         return [gr.ChatMessage(content="\n\n".join(lines))]
-    numbers: dict[str, int] = {}
+    numbers = citation_numbers(answer.quotes)
     first = {}
-    for q in answer.quotes:
-        n = numbers.setdefault(q.article_id, len(numbers) + 1)
-        first.setdefault(q.article_id, q)
-        lines.append(f"> “{md_text(_one_line(q.text))}” [\\[{n}\\]]({source_ref(q.article_id, q.start, q.end)})")
+    for q, n in zip(answer.quotes, numbers):
+        first.setdefault(n, q)
+        ref = source_ref(q.article_id, q.start, q.end)
+        lines.append(f"> “{md_text(collapse_whitespace(q.text))}” [\\[{n}\\]]({ref})")
     sources = []
-    for article_id, n in numbers.items():
-        q = first[article_id]
+    for n, q in first.items():
         parts = [md_text(q.source)]
         if q.published:
             parts.append(md_text(q.published))
@@ -146,12 +154,11 @@ def answer_messages(answer: Answer) -> list[gr.ChatMessage]:
             parts.append(f"by {md_text(q.author)}")
         if q.also_in:
             parts.append(f"also in {md_text(', '.join(q.also_in))}")
-        link = f"[{md_text(_one_line(q.title))}]({source_ref(q.article_id, q.start, q.end)})"
+        link = f"[{md_text(collapse_whitespace(q.title))}]({source_ref(q.article_id, q.start, q.end)})"
         sources.append(f"**\\[{n}\\]** {link}  \n{' · '.join(parts)}")
-    title = f"Sources · {len(numbers)} article{'s' if len(numbers) != 1 else ''}"
     return [
         gr.ChatMessage(content="\n\n".join(lines)),
-        gr.ChatMessage(content="\n\n".join(sources), metadata={"title": title}),
+        gr.ChatMessage(content="\n\n".join(sources), metadata={"title": f"Sources · {counted(len(first), 'article')}"}),
     ]
 
 
@@ -181,9 +188,45 @@ def article_html(library: Library, ref: str) -> str:
     )
 
 
+def no_index_text(library: Library) -> str:
+    """Why there is no index yet and what to do, for the chat and the status line."""
+    status = library.status()
+    if status.running:
+        step = f", {status.done}/{status.total}" if status.total > 1 else ""
+        stage = STAGES.get(status.stage, "Starting").lower()
+        return f"The index is being built ({stage}{step}); ask again in a moment."
+    text = (
+        "No index yet: add articles in the Articles tab (upload files or paste a text), "
+        f"or put them in {library.articles_dir}/ and run qa build."
+    )
+    return f"{text} Last attempt: {failure_text(status)}" if status.state == "failed" else text
+
+
+def failure_text(status: RebuildStatus) -> str:
+    """Why the last rebuild failed, in one sentence."""
+    if status.unexpected:
+        return f"The rebuild failed ({status.error}). The server log has the details."
+    return f"The rebuild failed: {status.error}."
+
+
+def report_text(status: RebuildStatus) -> str:
+    """What the last finished rebuild did, in one line; "" before the first one."""
+    report = status.report
+    if report is None:
+        return ""
+    skipped = f" Skipped {counted(len(report.skipped), 'file')}: " + "; ".join(report.skipped) if report.skipped else ""
+    counts = f"{counted(report.articles, 'article')}, {counted(report.chunks, 'passage')}"
+    if not report.changed:
+        return f"The index is up to date: {counts}.{skipped}"
+    return (
+        f"Index updated in {report.seconds:.1f}s: {counts} ({report.embedded} embedded, "
+        f"{report.reused} reused, {report.removed} removed).{skipped}"
+    )
+
+
 def status_html(library: Library) -> str:
-    """One line on the index; a progress bar while a rebuild runs."""
-    status: RebuildStatus = library.status()
+    """One line on the index; a progress bar while a rebuild runs; what the last rebuild did."""
+    status = library.status()
     if status.running:
         count = f" {status.done}/{status.total}" if status.total > 1 else ""
         bar = (
@@ -191,28 +234,160 @@ def status_html(library: Library) -> str:
             if status.total > 1
             else "<progress></progress>"
         )
-        return f'<div class="qa-running">{html.escape(status.stage_label)}…{count}</div>{bar}'
+        label = STAGES.get(status.stage, "Updating the index")
+        return f'<div class="qa-running">{html.escape(label)}…{count}</div>{bar}'
     bot = library.bot
     if bot is None:
         css = "qa-failed" if status.state == "failed" else "qa-empty"
-        return f'<span class="{css}">{html.escape(library.no_index_message())}</span>'
+        return f'<span class="{css}">{html.escape(no_index_text(library))}</span>'
     counts = bot.index.manifest.counts
     line = (
-        f"{counts.get('articles', 0)} articles, {counts.get('chunks', 0)} passages · "
+        f"{counted(counts.get('articles', 0), 'article')}, {counted(counts.get('chunks', 0), 'passage')} · "
         f"index {html.escape(str(library.index_dir))}/ · model {html.escape(bot.index.manifest.model)}"
     )
     if status.state == "failed":
-        line += f'<br><span class="qa-failed">{html.escape(status.message)}</span>'
+        keep = " The current index keeps answering."
+        line += f'<br><span class="qa-failed">{html.escape(failure_text(status) + keep)}</span>'
+    elif status.state == "done" and status.report is not None and status.report.changed:
+        line += f'<br><span class="qa-report">{html.escape(report_text(status))}</span>'
     return line
 
 
-def _table(library: Library) -> list[list[Any]]:
-    return [[r.title, r.source, r.published or "", r.chunks] for r in library.articles()]
+def article_table(library: Library) -> list[list[Any]]:
+    """The rows of the Articles tab; "-" where an article has no date (plain text files rarely do)."""
+    return [[r.title, r.source, r.published or "-", r.chunks] for r in library.articles()]
 
 
-def _notice(lines: Sequence[str], failed: bool = False) -> str:
+def notice_html(lines: Sequence[str], failed: bool = False) -> str:
+    """The Articles tab's message after an upload, paste, removal or undo."""
     body = "<br>".join(html.escape(line) for line in lines)
     return f'<span class="qa-failed">{body}</span>' if failed else body
+
+
+# -- the handlers -----------------------------------------------------------------------------
+
+
+class Handlers:
+    """What each control of the page does, one small method per event, all on one ``Library``."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+
+    def respond(self, message: str, chat: list, asked: list[str]) -> Iterator[tuple[list, list[str], str]]:
+        """Show the question at once, then the answer (or why there is none)."""
+        chat = list(chat or [])
+        question = (message or "").strip()
+        shown = question if len(question) <= _SHOWN_QUESTION_CHARS else question[:_SHOWN_QUESTION_CHARS] + "…"
+        chat.append(gr.ChatMessage(role="user", content=md_text(shown)))
+        chat.append(gr.ChatMessage(content="", metadata={"title": "Searching the articles…", "status": "pending"}))
+        yield chat, asked, ""
+        try:
+            answer = self.library.ask(question, asked)
+        except NoIndex:
+            chat[-1] = gr.ChatMessage(content=md_text(no_index_text(self.library)))
+        except QAError as exc:
+            chat[-1] = gr.ChatMessage(content=md_text(str(exc)))
+        except Exception as exc:  # never a traceback in the page; the log has it
+            log.exception("answering %r failed", question[:80])
+            chat[-1] = gr.ChatMessage(
+                content=md_text(f"Sorry, answering failed ({type(exc).__name__}). The server log has the details.")
+            )
+        else:
+            chat[-1:] = answer_messages(answer)
+            asked = [*asked, answer.question]
+        yield chat, asked, ""
+
+    def open_source(self, evt: gr.EventData) -> str:
+        """The article a clicked citation names, for the viewer."""
+        data = evt._data if isinstance(evt._data, dict) else {}
+        return article_html(self.library, str(data.get("ref", "")))
+
+    def api_ask(self, question: str, history: list[str] | None = None, k: int = 3) -> dict:
+        """Answer a question with exact quotes from the articles; the same JSON as `qa ask --json`."""
+        try:
+            return self.library.ask(question, history or [], k=max(1, min(int(k), 20))).to_json()
+        except NoIndex:
+            raise gr.Error(no_index_text(self.library), print_exception=False) from None
+        except QAError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    def refresh(self, seen: int) -> tuple:
+        """The status line; the table and file list too when a rebuild finished since ``seen``."""
+        status = self.library.status()
+        changed = status.generation != seen
+        files = gr.update(choices=self.library.files(), value=None) if changed else gr.skip()
+        table = article_table(self.library) if changed else gr.skip()
+        return status_html(self.library), table, files, gr.Timer(active=status.running), status.generation
+
+    def _after(self, messages: list[str], *, changed: bool, failed: bool) -> tuple[str, str, gr.Timer]:
+        """Rebuild if the folder changed; the notice, the status line and the timer that follows the rebuild."""
+        if changed:
+            self.library.rebuild()
+        return notice_html(messages, failed), status_html(self.library), gr.Timer(active=self.library.status().running)
+
+    def add_files(self, paths: list[str] | None) -> tuple:
+        """Save uploaded files into the articles folder and rebuild if any was new."""
+        if not paths:
+            return (None, *self._after(["Choose one or more files first."], changed=False, failed=True))
+        messages, added, failed = [], 0, False
+        for path in paths:
+            try:
+                saved = self.library.folder.save_upload(path)
+            except FolderError as exc:
+                messages.append(str(exc))
+                failed = True
+                continue
+            if saved.added:
+                messages.append(f"Added {saved.path.name}.")
+                added += 1
+            else:
+                messages.append(f"{saved.path.name} is already in the articles folder; nothing changed.")
+        return (None, *self._after(messages, changed=added > 0, failed=failed))
+
+    def add_text(self, title: str, text: str) -> tuple:
+        """Save a pasted article and rebuild."""
+        try:
+            saved = self.library.folder.save_text(title, text)
+        except FolderError as exc:
+            return (gr.skip(), gr.skip(), *self._after([str(exc)], changed=False, failed=True))
+        if not saved.added:
+            note = f"{saved.path.name} is already in the articles folder; nothing changed."
+            return ("", "", *self._after([note], changed=False, failed=False))
+        return ("", "", *self._after([f"Added {saved.path.name}."], changed=True, failed=False))
+
+    def remove_file(self, rel: str | None) -> tuple:
+        """Move the chosen file to the trash, rebuild, and offer an undo."""
+        try:
+            removed = self.library.folder.remove(rel or "")
+        except FolderError as exc:
+            return (*self._after([str(exc)], changed=False, failed=True), gr.skip(), gr.skip())
+        note = f"Removed {removed.rel} (moved to {self.library.articles_dir}/.trash/; Undo puts it back)."
+        return (*self._after([note], changed=True, failed=False), removed, gr.update(visible=True))
+
+    def undo_remove(self, removed: Removed | None) -> tuple:
+        """Put the last removed file back and rebuild."""
+        if removed is None:
+            return (*self._after(["Nothing to undo."], changed=False, failed=True), None, gr.update(visible=False))
+        try:
+            path = self.library.folder.restore(removed)
+        except FolderError as exc:
+            return (*self._after([str(exc)], changed=False, failed=True), None, gr.update(visible=False))
+        return (*self._after([f"Restored {path.name}."], changed=True, failed=False), None, gr.update(visible=False))
+
+    def rebuild_now(self) -> tuple:
+        """Rebuild on request (after files were changed by hand)."""
+        return self._after(["Rebuild requested."], changed=True, failed=False)
+
+
+def check_question(message: str) -> None:
+    """Stop an empty question at once, before it reaches the queue."""
+    if not (message or "").strip():
+        raise gr.Error("Type a question about the articles first.", duration=4, title="No question", print_exception=False)
+
+
+def example_text(sample: list[str]) -> str:
+    """The question of a clicked example."""
+    return sample[0]
 
 
 # -- the app ----------------------------------------------------------------------------------
@@ -222,91 +397,7 @@ def build_app(
     library: Library, *, examples: Sequence[str] = BUNDLED_EXAMPLES, title: str = "Ask the articles"
 ) -> gr.Blocks:
     """The Gradio app for ``library``: a chat tab and an articles tab, plus the ``ask`` API."""
-
-    def respond(message: str, chat: list, asked: list[str]):
-        chat = list(chat or [])
-        question = (message or "").strip()
-        if not question:
-            gr.Warning("Type a question about the articles first.")
-            yield chat, asked, message
-            return
-        shown = question if len(question) <= _SHOWN_QUESTION_CHARS else question[:_SHOWN_QUESTION_CHARS] + "…"
-        chat.append(gr.ChatMessage(role="user", content=md_text(shown)))
-        chat.append(gr.ChatMessage(content="", metadata={"title": "Searching the articles…", "status": "pending"}))
-        yield chat, asked, ""
-        try:
-            answer = library.ask(question, asked)
-        except QAError as exc:
-            chat[-1] = gr.ChatMessage(content=md_text(str(exc)))
-            yield chat, asked, ""
-            return
-        except Exception as exc:  # never a traceback in the page; the log has it
-            log.exception("answering %r failed", question[:80])
-            chat[-1] = gr.ChatMessage(
-                content=md_text(f"Sorry, answering failed ({type(exc).__name__}). The server log has the details.")
-            )
-            yield chat, asked, ""
-            return
-        yield chat[:-1] + answer_messages(answer), [*asked, answer.question], ""
-
-    def open_source(evt: gr.EventData) -> str:
-        data = evt._data if isinstance(evt._data, dict) else {}
-        return article_html(library, str(data.get("ref", "")))
-
-    def api_ask(question: str, history: list[str] | None = None, k: int = 3) -> dict:
-        """Answer a question with exact quotes from the articles; the same JSON as `qa ask --json`."""
-        try:
-            return library.ask(question, history or [], k=max(1, min(int(k), 20))).to_json()
-        except QAError as exc:
-            raise gr.Error(str(exc)) from None
-
-    def refresh(seen: int):
-        status = library.status()
-        files = gr.update(choices=library.files(), value=None) if status.generation != seen else gr.skip()
-        table = _table(library) if status.generation != seen else gr.skip()
-        return status_html(library), table, files, gr.Timer(active=status.running), status.generation
-
-    def after_change(messages: list[str], changed: bool, failed: bool):
-        if changed:
-            library.rebuild()
-            messages.append("Updating the index in the background; the chat keeps answering meanwhile.")
-        return (
-            _notice(messages, failed and not changed),
-            status_html(library),
-            gr.Timer(active=library.status().running),
-        )
-
-    def add_files(paths: list[str] | None):
-        messages, saved, failed = [], 0, False
-        for path in paths or []:
-            try:
-                target = library.save_upload(path)
-                messages.append(f"Added {target.name}.")
-                saved += 1
-            except ManageError as exc:
-                messages.append(str(exc))
-                failed = True
-        if not paths:
-            messages.append("Choose one or more files first.")
-        return (None, *after_change(messages, saved > 0, failed or not paths))
-
-    def add_text(title_in: str, text: str):
-        try:
-            target = library.save_text(title_in, text)
-        except ManageError as exc:
-            return (gr.skip(), gr.skip(), *after_change([str(exc)], False, True))
-        return ("", "", *after_change([f"Added {target.name}."], True, False))
-
-    def remove_file(rel: str | None):
-        try:
-            target = library.remove(rel or "")
-        except ManageError as exc:
-            return after_change([str(exc)], False, True)
-        return after_change([f"Removed {target.name}."], True, False)
-
-    def rebuild_now():
-        return after_change(["Rebuild requested."], True, False)
-
+    on = Handlers(library)
     with gr.Blocks(title=f"{title} · qa", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             f"# {title}\nAnswers are exact sentences quoted from your articles. "
@@ -316,6 +407,7 @@ def build_app(
         status = gr.HTML(status_html(library), elem_classes="qa-status", elem_id="qa-status")
         asked = gr.State([])
         seen = gr.State(-1)
+        last_removed = gr.State(None)
         timer = gr.Timer(1.0, active=False)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
@@ -350,7 +442,7 @@ def build_app(
             with gr.Tab("Articles", id="articles"):
                 table = gr.Dataframe(
                     headers=["Title", "Source", "Date", "Passages"],
-                    value=_table(library),
+                    value=article_table(library),
                     datatype=["str", "str", "str", "number"],
                     interactive=False,
                     wrap=True,
@@ -358,50 +450,50 @@ def build_app(
                     label="Articles in the index",
                     elem_id="qa-table",
                     max_height=360,
-                    column_widths=["46%", "36%", "10%", "8%"],
                     show_search="search",
                 )
                 notice = gr.HTML("", elem_classes="qa-notice", elem_id="qa-notice")
                 with gr.Row(equal_height=False):
-                    with gr.Column():
+                    with gr.Column(min_width=260):
                         upload = gr.File(
                             label=f"Upload articles ({', '.join(SUPPORTED_SUFFIXES)})",
                             file_count="multiple",
                             type="filepath",
                             elem_id="qa-upload",
                         )
-                    with gr.Column():
+                    with gr.Column(min_width=260):
                         paste_title = gr.Textbox(label="Or paste an article: title", elem_id="qa-paste-title")
                         paste_text = gr.Textbox(label="Text", lines=5, max_lines=12, elem_id="qa-paste-text")
                         paste = gr.Button("Add text", elem_id="qa-paste")
-                with gr.Row():
+                with gr.Row(elem_id="qa-manage"):
                     pick = gr.Dropdown(
-                        choices=library.files(), label=f"Files in {library.articles_dir}/", scale=4, elem_id="qa-files"
+                        choices=library.files(),
+                        label=f"Files in {library.articles_dir}/",
+                        scale=4,
+                        min_width=240,
+                        elem_id="qa-files",
                     )
-                    remove = gr.Button("Remove file", variant="stop", scale=1, elem_id="qa-remove")
-                    rebuild = gr.Button("Rebuild now", scale=1, elem_id="qa-rebuild")
+                    with gr.Column(scale=1, min_width=140):
+                        remove = gr.Button("Remove file", variant="stop", elem_id="qa-remove")
+                        undo = gr.Button("Undo remove", visible=False, elem_id="qa-undo")
+                        rebuild = gr.Button("Rebuild now", elem_id="qa-rebuild")
 
+        quiet = {"api_visibility": "private", "show_progress": "hidden"}
         chat_io = {"inputs": [box, chatbot, asked], "outputs": [chatbot, asked, box], "api_visibility": "private"}
-        box.submit(respond, **chat_io)
-        ask.click(respond, **chat_io)
+        for trigger in (box.submit, ask.click):
+            trigger(check_question, box, None, queue=False, **quiet).success(on.respond, **chat_io)
         if examples:
-            samples.click(lambda sample: sample[0], samples, box, api_visibility="private").then(respond, **chat_io)
-        chatbot.clear(list, None, asked, api_visibility="private")
-        viewer.open_source(open_source, None, viewer, api_visibility="private", show_progress="hidden")
-        gr.api(api_ask, api_name="ask")
+            samples.click(example_text, samples, box, **quiet).then(on.respond, **chat_io)
+        chatbot.clear(list, None, asked, **quiet)
+        viewer.open_source(on.open_source, None, viewer, **quiet)
+        gr.api(on.api_ask, api_name="ask")
 
-        refresh_io = {
-            "outputs": [status, table, pick, timer, seen],
-            "api_visibility": "private",
-            "show_progress": "hidden",
-        }
-        demo.load(refresh, inputs=seen, **refresh_io)
-        timer.tick(refresh, inputs=seen, **refresh_io)
+        demo.load(on.refresh, seen, [status, table, pick, timer, seen], **quiet)
+        timer.tick(on.refresh, seen, [status, table, pick, timer, seen], **quiet)
         change_out = [notice, status, timer]
-        upload.upload(add_files, upload, [upload, *change_out], api_visibility="private")
-        paste.click(
-            add_text, [paste_title, paste_text], [paste_title, paste_text, *change_out], api_visibility="private"
-        )
-        remove.click(remove_file, pick, change_out, api_visibility="private")
-        rebuild.click(rebuild_now, None, change_out, api_visibility="private")
+        upload.upload(on.add_files, upload, [upload, *change_out], **quiet)
+        paste.click(on.add_text, [paste_title, paste_text], [paste_title, paste_text, *change_out], **quiet)
+        remove.click(on.remove_file, pick, [*change_out, last_removed, undo], **quiet)
+        undo.click(on.undo_remove, last_removed, [*change_out, last_removed, undo], **quiet)
+        rebuild.click(on.rebuild_now, None, change_out, **quiet)
     return demo

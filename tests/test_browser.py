@@ -1,6 +1,6 @@
 """The web chat in a real headless Chromium (Debian's /usr/bin/chromium) against the real app.
 
-One server per module (``app.serve``, the function ``python app.py`` runs) on a
+One server per module (``qa.web.serve``, what ``python app.py`` runs) on a
 free port, with a copy of the bundled articles, a fresh index and the real model.
 ``QA_SCREENSHOT=1`` saves docs/screenshot.png of a real answer with its source open.
 """
@@ -14,7 +14,9 @@ from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import expect
-from test_ui_api import ROOT, TROOPS, free_port, load_app, writable_copy
+from conftest import ROOT, TROOPS, free_port, writable_copy
+
+from qa.web import serve
 
 pytestmark = [pytest.mark.real, pytest.mark.browser]
 
@@ -54,7 +56,7 @@ def server(tmp_path_factory, real_embedder):
     cwd = os.getcwd()
     os.chdir(root)  # relative folders, as with `python app.py`, so sources read "articles/..."
     try:
-        demo, library = load_app().serve(
+        demo, library = serve(
             Path("articles"),
             Path("index"),
             server_name="127.0.0.1",
@@ -64,7 +66,7 @@ def server(tmp_path_factory, real_embedder):
         )
         try:
             status = library.wait(180)
-            assert library.bot is not None, status.message
+            assert library.bot is not None, status.error
             yield {"url": f"http://127.0.0.1:{port}/", "library": library, "root": root}
         finally:
             demo.close()

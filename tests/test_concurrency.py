@@ -281,6 +281,7 @@ def web_app(tmp_path: Path):
         log.close()
 
 
+@pytest.mark.slow
 def test_web_api_serves_16_clients_while_qa_build_adds_articles(web_app, tmp_path: Path):
     from gradio_client import Client
 

@@ -168,6 +168,7 @@ def phase_of(index_dir: Path, old_build: str, old_names: set[str], existed: set[
     return "cleanup after the commit" if present & old_names else "after the commit"
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path: Path):
     rng = random.Random(SEED)
     articles = tmp_path / "articles"
