@@ -43,6 +43,8 @@ BUNDLED_EXAMPLES = (
 )
 
 _REF_PREFIX = "#qa-src="
+#: The Articles tab shows at most this many rows; the filter finds the others.
+MAX_TABLE_ROWS = 300
 _SHOWN_QUESTION_CHARS = 2_000
 # Markdown that could make a link, an image, code or emphasis is backslash-escaped; < > & go to html.escape.
 _MD_PUNCT = re.compile(r"([\\`*_\[\]~|#$])")
@@ -92,7 +94,29 @@ CSS = """
 .qa-doc-body {white-space: pre-wrap; line-height: 1.6; margin-top: .6rem; padding: 0 0 1rem; max-height: 560px; overflow-y: auto;
   position: relative}
 .qa-doc-body mark.qa-hit {background: #fde68a; color: inherit; padding: .1rem .15rem; border-radius: .2rem}
-#qa-table .virtual-row, #qa-table .virtual-row * {font-family: var(--font) !important}
+.qa-table-scroll {max-height: 360px; overflow-y: auto; border: 1px solid var(--border-color-primary);
+  border-radius: var(--radius-lg)}
+table.qa-articles {width: 100%; border-collapse: collapse; table-layout: fixed; font-size: .9rem;
+  margin: 0 !important; border: 0 !important}
+table.qa-articles th, table.qa-articles td, table.qa-articles tr {border-left: 0 !important; border-right: 0 !important;
+  border-top: 0 !important}
+table.qa-articles th {position: sticky; top: 0; background: var(--background-fill-secondary); text-align: left;
+  font-weight: 600}
+table.qa-articles th, table.qa-articles td {padding: .45rem .6rem; border-bottom: 1px solid var(--border-color-primary);
+  vertical-align: top; overflow-wrap: anywhere}
+table.qa-articles .qa-col-date {width: 7.5rem}
+table.qa-articles .qa-col-passages {width: 5.5rem; text-align: right; white-space: nowrap}
+table.qa-articles td.qa-col-source {color: var(--body-text-color-subdued)}
+.qa-table-more, .qa-table-empty {color: var(--body-text-color-subdued); font-size: .85rem; padding: .4rem 0}
+@media (max-width: 640px) {
+  table.qa-articles thead {display: none}
+  table.qa-articles tr {display: grid; grid-template-columns: 1fr auto; column-gap: .8rem;
+    border-bottom: 1px solid var(--border-color-primary); padding: .45rem .6rem}
+  table.qa-articles td {display: block; width: auto !important; padding: 0; border: 0; text-align: left !important}
+  table.qa-articles td.qa-col-title {grid-column: 1 / -1; font-weight: 600}
+  table.qa-articles td.qa-col-source {grid-column: 1 / -1; font-size: .8rem}
+  table.qa-articles td.qa-col-passages::after {content: " " attr(data-unit)}
+}
 #qa-chat a[href^="#qa-src="] {color: var(--color-accent); text-decoration: none; font-weight: 600}
 #qa-chat a[href^="#qa-src="]:hover {text-decoration: underline}
 #qa-chat blockquote {margin: .3rem 0; border-left: 3px solid var(--color-accent); padding-left: .7rem}
@@ -253,9 +277,38 @@ def status_html(library: Library) -> str:
     return line
 
 
-def article_table(library: Library) -> list[list[Any]]:
-    """The rows of the Articles tab; "-" where an article has no date (plain text files rarely do)."""
-    return [[r.title, r.source, r.published or "-", r.chunks] for r in library.articles()]
+def article_table(library: Library, query: str = "", limit: int = MAX_TABLE_ROWS) -> str:
+    """The Articles tab's table as escaped HTML: title, source, date ("-" when none), passages.
+
+    ``query`` keeps the rows whose title or source contains it (any case); at most ``limit`` rows are
+    shown, with a line saying how many more there are. On a narrow screen each row becomes a small card.
+    """
+    rows = library.articles()
+    needle = collapse_whitespace(query or "").lower()
+    if needle:
+        rows = [r for r in rows if needle in r.title.lower() or needle in r.source.lower()]
+    if not rows:
+        empty = "No article matches the filter." if needle else "No articles indexed yet."
+        return f'<div class="qa-table-empty">{empty}</div>'
+    body = "".join(
+        "<tr>"
+        f'<td class="qa-col-title">{html.escape(r.title)}</td>'
+        f'<td class="qa-col-source">{html.escape(r.source)}</td>'
+        f'<td class="qa-col-date">{html.escape(r.published or "-")}</td>'
+        f'<td class="qa-col-passages" data-unit="{"passage" if r.chunks == 1 else "passages"}">{r.chunks}</td>'
+        "</tr>"
+        for r in rows[:limit]
+    )
+    more = (
+        f'<div class="qa-table-more">Showing {limit:,} of {len(rows):,}; type in the filter to find the others.</div>'
+        if len(rows) > limit
+        else ""
+    )
+    return (
+        '<div class="qa-table-scroll"><table class="qa-articles"><thead><tr><th class="qa-col-title">Title</th>'
+        '<th class="qa-col-source">Source</th><th class="qa-col-date">Date</th>'
+        f'<th class="qa-col-passages">Passages</th></tr></thead><tbody>{body}</tbody></table></div>{more}'
+    )
 
 
 def notice_html(lines: Sequence[str], failed: bool = False) -> str:
@@ -297,6 +350,10 @@ class Handlers:
             asked = [*asked, answer.question]
         yield chat, asked, ""
 
+    def filter_table(self, query: str) -> str:
+        """The table of articles whose title or source contains ``query``."""
+        return article_table(self.library, query)
+
     def open_source(self, evt: gr.EventData) -> str:
         """The article a clicked citation names, for the viewer."""
         data = evt._data if isinstance(evt._data, dict) else {}
@@ -311,12 +368,12 @@ class Handlers:
         except QAError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def refresh(self, seen: int) -> tuple:
+    def refresh(self, seen: int, query: str = "") -> tuple:
         """The status line; the table and file list too when a rebuild finished since ``seen``."""
         status = self.library.status()
         changed = status.generation != seen
         files = gr.update(choices=self.library.files(), value=None) if changed else gr.skip()
-        table = article_table(self.library) if changed else gr.skip()
+        table = article_table(self.library, query) if changed else gr.skip()
         return status_html(self.library), table, files, gr.Timer(active=status.running), status.generation
 
     def _after(self, messages: list[str], *, changed: bool, failed: bool) -> tuple[str, str, gr.Timer]:
@@ -440,18 +497,13 @@ def build_app(
                 with gr.Column(scale=2, min_width=300):
                     viewer = gr.HTML(VIEWER_PLACEHOLDER, elem_id="qa-viewer", js_on_load=_VIEWER_JS, padding=False)
             with gr.Tab("Articles", id="articles"):
-                table = gr.Dataframe(
-                    headers=["Title", "Source", "Date", "Passages"],
-                    value=article_table(library),
-                    datatype=["str", "str", "str", "number"],
-                    interactive=False,
-                    wrap=True,
-                    type="array",
-                    label="Articles in the index",
-                    elem_id="qa-table",
-                    max_height=360,
-                    show_search="search",
+                table_filter = gr.Textbox(
+                    placeholder="Filter by title or source",
+                    show_label=False,
+                    max_lines=1,
+                    elem_id="qa-table-filter",
                 )
+                table = gr.HTML(article_table(library), elem_id="qa-table", padding=False)
                 notice = gr.HTML("", elem_classes="qa-notice", elem_id="qa-notice")
                 with gr.Row(equal_height=False):
                     with gr.Column(min_width=260):
@@ -488,8 +540,10 @@ def build_app(
         viewer.open_source(on.open_source, None, viewer, **quiet)
         gr.api(on.api_ask, api_name="ask")
 
-        demo.load(on.refresh, seen, [status, table, pick, timer, seen], **quiet)
-        timer.tick(on.refresh, seen, [status, table, pick, timer, seen], **quiet)
+        refresh_io = {"inputs": [seen, table_filter], "outputs": [status, table, pick, timer, seen]}
+        demo.load(on.refresh, **refresh_io, **quiet)
+        timer.tick(on.refresh, **refresh_io, **quiet)
+        table_filter.input(on.filter_table, table_filter, table, trigger_mode="always_last", **quiet)
         change_out = [notice, status, timer]
         upload.upload(on.add_files, upload, [upload, *change_out], **quiet)
         paste.click(on.add_text, [paste_title, paste_text], [paste_title, paste_text, *change_out], **quiet)

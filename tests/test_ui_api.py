@@ -253,7 +253,24 @@ def test_after_a_change_the_status_line_follows_the_rebuild_to_its_end(library):
     status, table, files, timer, generation = on.refresh(-1)
     assert "3 articles" in status and "Index updated" in status and "…" not in status
     assert "Quay.md" in files["choices"]
-    assert ["Quay", "Quay.md", "-", 1] in [[r[0], r[1].split("/")[-1], r[2], r[3]] for r in table]
+    assert re.search(r'<td class="qa-col-title">Quay</td><td class="qa-col-source">[^<]*Quay\.md</td>'
+                     r'<td class="qa-col-date">-</td><td class="qa-col-passages" data-unit="passage">1</td>', table)
+
+
+def test_article_table_escapes_filters_and_caps(library):
+    from qa.ui import article_table
+
+    library.folder.save_text("<img src=x onerror=alert(1)> Tides", "The tide tables for Elsmere were printed in 1890.")
+    library.rebuild()
+    library.wait(60)
+    table = article_table(library)
+    assert "<img" not in table and "&lt;img src=x onerror=alert(1)&gt; Tides" in table
+    assert table.count("<tr>") == 1 + 3  # the header and three articles
+    only = article_table(library, "  TIDES ")
+    assert only.count("<tr>") == 2 and "Tides" in only
+    assert "No article matches" in article_table(library, "no such words")
+    capped = article_table(library, "", limit=2)
+    assert capped.count("<tr>") == 1 + 2 and "Showing 2 of 3" in capped
 
 
 def test_remove_offers_an_undo_that_puts_the_file_back(library):
