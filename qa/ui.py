@@ -437,7 +437,7 @@ class Handlers:
 
 
 def check_question(message: str) -> None:
-    """Stop an empty question at once, before it reaches the queue."""
+    """Stop an empty question at once, before the chat shows it or the bot is asked."""
     if not (message or "").strip():
         raise gr.Error("Type a question about the articles first.", duration=4, title="No question", print_exception=False)
 
@@ -533,7 +533,8 @@ def build_app(
         quiet = {"api_visibility": "private", "show_progress": "hidden"}
         chat_io = {"inputs": [box, chatbot, asked], "outputs": [chatbot, asked, box], "api_visibility": "private"}
         for trigger in (box.submit, ask.click):
-            trigger(check_question, box, None, queue=False, **quiet).success(on.respond, **chat_io)
+            # its own lane: an empty question never waits behind answers being computed
+            trigger(check_question, box, None, concurrency_limit=None, **quiet).success(on.respond, **chat_io)
         if examples:
             samples.click(example_text, samples, box, **quiet).then(on.respond, **chat_io)
         chatbot.clear(list, None, asked, **quiet)
