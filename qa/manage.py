@@ -99,7 +99,19 @@ class Library:
             return self._embedder
 
     def start(self, *, update: bool = True) -> None:
-        """Open the current index if there is one; then (``update``) bring it up to date in the background."""
+        """Open the current index if there is one and (``update``) bring it up to date.
+
+        With ``update`` both happen in the background thread, so a web page can be served at once
+        and show the progress; without it the index is opened here.
+        """
+        if update:
+            self._warm_up = True
+            self.rebuild()
+        else:
+            self._open()
+
+    def _open(self) -> None:
+        """Load the index in the index folder, if there is a usable one."""
         from .bot import Bot
         from .store import IndexLoadError
 
@@ -108,9 +120,6 @@ class Library:
             log.info("serving index %s/ (%d articles)", self.index_dir, len(self._bot.index.articles))
         except IndexLoadError as exc:
             log.info("no usable index yet: %s", exc)
-        if update:
-            self._warm_up = True
-            self.rebuild()
 
     def ask(self, question: str, history: Sequence[Any] = (), *, k: int = 3) -> Answer:
         """``Bot.ask`` on the current index; ``NoIndex`` while there is none."""
@@ -163,13 +172,15 @@ class Library:
         from .bot import Bot
         from .build import build_index
 
+        if self._warm_up:  # the first run: load the model, open the index we have, then update it
+            self._warm_up = False
+            progress("model", 0, 1)
+            self.embedder().encode(["warm up"])
+            if self._bot is None:
+                self._open()
         if self._bot is None and not self.files():
             return None  # nothing to build yet
         embedder = self.embedder()
-        if self._warm_up:
-            self._warm_up = False
-            progress("model", 0, 1)
-            embedder.encode(["warm up"])
         report = build_index([self.articles_dir], self.index_dir, embedder=embedder, progress=progress)
         if self._bot is None:
             self._bot = Bot.load(self.index_dir, embedder=embedder)

@@ -66,7 +66,6 @@ def serve(
         embedder=embedder,
         max_upload_bytes=max_upload_bytes,
     )
-    library.start()
     demo = build_app(library, examples=BUNDLED_EXAMPLES if holds_bundled_articles(articles) else ())
     demo.queue(default_concurrency_limit=2)
     demo.launch(
@@ -74,11 +73,14 @@ def serve(
         server_port=server_port,  # None: GRADIO_SERVER_PORT or 7860
         auth=list(auth) if auth else None,
         max_file_size=max_upload_bytes,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
         show_error=False,
         quiet=not block,
         **launch_options(),
     )
+    library.start()  # after the launch: the page is there at once and shows the model loading, the build
+    if block:
+        demo.block_thread()
     return demo, library
 
 
