@@ -322,6 +322,35 @@ def test_app_refuses_to_start_with_a_bad_abstention_threshold(tmp_path):
     assert not (tmp_path / "index").exists()  # nothing was started, nothing written
 
 
+@pytest.mark.slow
+def test_the_server_log_has_our_lines_only(tmp_path):
+    """``python app.py``: no bm25s debug lines, no urllib3 SOCKS warning, no Gradio chatter in the log."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    writable_copy(tmp_path / "articles")
+    env = {**os.environ, "QA_MODEL": "hash", "QA_INDEX": str(tmp_path / "index"), "GRADIO_SERVER_PORT": str(free_port()),
+           "QA_ARTICLES": str(tmp_path / "articles"), "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "committed index" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert any("committed index" in line for line in lines), lines
+    noise = [line for line in lines if not line.startswith(("qa: ", "* ", "Keyboard interruption"))]
+    assert not noise, noise
+    assert not [line for line in lines if "Building index from" in line or "SOCKS" in line]
+
+
 # -- the real server and gradio_client ----------------------------------------------------------
 
 
