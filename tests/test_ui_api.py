@@ -152,6 +152,42 @@ def test_rebuild_switches_the_bot_and_a_failed_one_keeps_serving(library):
     assert library.ask(TROOPS).quotes
 
 
+def test_rebuilder_merges_requests_made_while_it_runs_and_reports_failures():
+    from qa.errors import QAError
+    from qa.rebuilder import Rebuilder
+
+    gate, started, runs = threading.Event(), threading.Event(), []
+
+    def run(progress):
+        runs.append(len(runs))
+        progress("embed", 1, 2)
+        started.set()
+        gate.wait(10)
+        if len(runs) == 3:
+            raise QAError("no readable articles")
+        if len(runs) == 4:
+            raise RuntimeError("disk on fire")
+        return None
+
+    rebuilder = Rebuilder(run)
+    assert rebuilder.wait(1).state == "idle"  # never asked: returns at once
+    assert rebuilder.request() is True
+    assert started.wait(10)
+    assert (rebuilder.status().state, rebuilder.status().stage, rebuilder.status().done) == ("running", "embed", 1)
+    assert rebuilder.request() is False and rebuilder.request() is False  # merged into one more run
+    gate.set()
+    status = rebuilder.wait(10)
+    assert len(runs) == 2 and status.state == "idle" and status.generation == 2
+    rebuilder.request()
+    failed = rebuilder.wait(10)
+    assert (failed.state, failed.error, failed.unexpected, failed.generation) == ("failed", "no readable articles", False, 3)
+    rebuilder.request()
+    crashed = rebuilder.wait(10)
+    assert crashed.state == "failed" and crashed.unexpected and "RuntimeError: disk on fire" in crashed.error
+    rebuilder.request()
+    assert rebuilder.wait(10).state == "idle" and len(runs) == 5  # the thread survived the crash
+
+
 def test_no_index_says_how_to_build_it(tmp_path, hash_embedder):
     from qa.manage import Library, NoIndex
     from qa.ui import no_index_text
