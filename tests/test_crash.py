@@ -168,6 +168,7 @@ def phase_of(index_dir: Path, old_build: str, old_names: set[str], existed: set[
     return "cleanup after the commit" if present & old_names else "after the commit"
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments(tmp_path: Path):
     rng = random.Random(SEED)
     articles = tmp_path / "articles"
@@ -281,6 +282,7 @@ def _limit_file_size(limit: int):
     return apply
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("limit", [2_000, 40_000])
 def test_a_file_size_limit_stops_the_build_and_the_old_index_serves(live, limit: int):
     """``qa build`` under RLIMIT_FSIZE: writes fail like on a full disk, at the first file or a later one."""
@@ -324,6 +326,7 @@ def _pages(n: int) -> int:
     return -(-n // 4096) * 4096
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CAN_MOUNT, reason="needs root and permission to mount a tmpfs")
 @pytest.mark.parametrize("fails_in", ["articles-*.jsonl", "dense-*.faiss"])
 def test_a_full_disk_stops_the_build_and_the_old_index_serves(tmp_path: Path, fails_in: str):
@@ -364,6 +367,7 @@ def test_a_full_disk_stops_the_build_and_the_old_index_serves(tmp_path: Path, fa
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_read_only_index_folder_stops_the_build_and_the_old_index_serves(live, tmp_path: Path):
     articles, index_dir, before = live
     old = read_manifest(index_dir)

@@ -196,6 +196,7 @@ def test_another_model_is_refused(hash_index: Path):
     # The CLI's version of this (QA_MODEL set to another model) is tests/test_cli.py::test_index_built_with_another_model.
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["manifest half-written (invalid JSON)", "vectors truncated", "manifest deleted"])
 def test_cli_reports_a_broken_index_in_one_line(hash_index: Path, case: str):
     TAMPERING[case][0](hash_index)
