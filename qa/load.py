@@ -109,6 +109,34 @@ def load_file(
     return articles
 
 
+def discover_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
+    """The files ``load_paths`` would read, in its order (each real file once), and its skip messages for the rest."""
+    files: list[str] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+
+    def skip(message: str) -> None:
+        logger.warning("skipped %s", message)
+        skipped.append(message)
+
+    for given in paths:
+        if not os.path.lexists(given):
+            raise LoadError(f"{os.fspath(given)} does not exist; check the path")
+        for path in _discover(os.fspath(given), skip):
+            real = os.path.realpath(path)
+            if real not in seen:
+                seen.add(real)
+                files.append(path)
+    return files, skipped
+
+
+def read_file(
+    path: str, *, max_file_bytes: int = MAX_FILE_BYTES, max_article_chars: int = MAX_ARTICLE_CHARS
+) -> tuple[list[Article], list[str]]:
+    """One file's articles and its per-line skip messages; ``LoadError`` if the whole file is unusable."""
+    return _read(path, max_file_bytes, max_article_chars)
+
+
 def _discover(given: str, skip: Callable[[str], None]) -> Iterator[str]:
     """Yield the files to read for one user-given path, reporting skips via ``skip``."""
     if os.path.isdir(given):
