@@ -48,6 +48,7 @@ from .store import (
     read_manifest,
     read_segment,
     remove_unreferenced,
+    verify_deletions,
     verify_files,
     writer_lock,
 )
@@ -162,6 +163,7 @@ def _usable_previous(index_dir: Path, model: str, chunking: ChunkSettings, *, ch
     if check:
         try:  # a segment is reused only if its files are intact: hash those whose mtime moved
             verify_files(index_dir, manifest, checksums="changed")
+            verify_deletions(index_dir, manifest)
         except IndexLoadError as exc:
             log.warning("ignoring the current index (%s)", exc)
             return None

@@ -493,6 +493,30 @@ def verify_files(folder: Path, manifest: Manifest, *, checksums: bool | str = Tr
         _check_file(folder, rel, entry, checksums)
 
 
+def live_rows(manifest: Manifest) -> dict[str, np.ndarray]:
+    """Per segment, which local rows the manifest's live articles hold (a boolean mask); ValueError if they overlap."""
+    masks = {s.id: np.zeros(s.chunks, dtype=bool) for s in manifest.segments}
+    for entry in manifest.articles:
+        mask = masks[str(entry["segment"])]
+        row, count = int(entry["row"]), int(entry["chunks"])
+        if row < 0 or count < 0 or row + count > len(mask) or mask[row : row + count].any():
+            raise ValueError(f"article {entry.get('id')} rows")
+        mask[row : row + count] = True
+    return masks
+
+
+def verify_deletions(folder: Path, manifest: Manifest) -> None:
+    """Each segment's deletion list holds exactly the rows no live article holds (cheap: no records are read)."""
+    try:
+        masks = live_rows(manifest)
+        for seg in manifest.segments:
+            deleted = np.load(folder / seg.deletions, allow_pickle=False) if seg.deletions else np.zeros(0, np.int64)
+            if not np.array_equal(np.flatnonzero(~masks[seg.id]), np.asarray(deleted, dtype=np.int64)):
+                raise ValueError(seg.id)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `qa build --full`") from None
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
@@ -648,14 +672,15 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, checks
 
 def _agrees(manifest: Manifest, segments: list[Segment]) -> bool:
     """Every count, shape and span matches the manifest, and the deletion lists match its live articles."""
-    live_rows: dict[str, list[tuple[int, int]]] = {}
-    for entry in manifest.articles:
-        live_rows.setdefault(str(entry["segment"]), []).append((int(entry["row"]), int(entry["chunks"])))
     if len(manifest.articles) != manifest.counts.get("articles") or len(
         {a["id"] for a in manifest.articles}
     ) != len(manifest.articles):
         return False
     if sum(s.entry.live for s in segments) != manifest.counts.get("chunks"):
+        return False
+    try:
+        masks = live_rows(manifest)
+    except (ValueError, KeyError, TypeError):
         return False
     wanted = {a["id"]: a for a in manifest.articles}
     found = 0
@@ -671,18 +696,16 @@ def _agrees(manifest: Manifest, segments: list[Segment]) -> bool:
             or seg.dense.d != manifest.dim
             or seg.postings.n_docs != e.chunks
             or len(seg.deleted) != e.deleted
+            or not np.array_equal(np.flatnonzero(~masks[e.id]), np.asarray(seg.deleted, dtype=np.int64))
             or any(c.article_id not in by_id or by_id[c.article_id].text[c.start : c.end] != c.text for c in seg.chunks)
         ):
             return False
-        live = np.zeros(e.chunks, dtype=bool)
-        for row, count in live_rows.get(e.id, []):
-            if row < 0 or row + count > e.chunks or live[row : row + count].any():
+        for article_id in by_id:
+            entry = wanted.get(article_id)
+            if entry is None or entry["segment"] != e.id:
+                continue
+            found += 1
+            row, count = int(entry["row"]), int(entry["chunks"])
+            if any(c.article_id != article_id for c in seg.chunks[row : row + count]):
                 return False
-            live[row : row + count] = True
-            ids = {c.article_id for c in seg.chunks[row : row + count]}
-            if len(ids) > 1 or (ids and wanted.get(next(iter(ids)), {}).get("segment") != e.id):
-                return False
-        found += sum(1 for a in seg.articles if a.id in wanted and wanted[a.id]["segment"] == e.id)
-        if not np.array_equal(np.flatnonzero(~live), np.asarray(seg.deleted, dtype=np.int64)):
-            return False
     return found == len(manifest.articles)
