@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,7 +134,7 @@ def build_index(
         if (checked and checked.build_id) != (previous and previous.build_id):
             previous = checked
             scan = _scan(files, previous, skipped)
-        previous_chunks = _chunk_count(index_dir)
+        previous_chunks = previous.counts["chunks"] if previous is not None else _chunk_count(index_dir)
         writer = IndexWriter(index_dir)
         try:
             return _build(writer, previous, previous_chunks, scan, embedder, chunking, optimize, report, started)
@@ -193,7 +194,10 @@ def _scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> _S
             st = os.stat(path)
         except OSError:
             st = None
-        entry = old_sources.get(path)
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            st = None  # a pipe or device: never opened here (it could block); read_file says why it is skipped
+        key = _source_key(path)
+        entry = old_sources.get(key)
         found: list[_Wanted] | None = None
         line_skips: list[str] = []
         if st is not None and isinstance(entry, dict) and entry.get("bytes") == st.st_size:
@@ -202,9 +206,9 @@ def _scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> _S
             if ids and all(i in old_articles for i in ids) and (same or _sha(path) == entry.get("sha256")):
                 found = [_Wanted(i, old_articles[i]["sha256"], old_articles[i]["source"]) for i in ids]
                 line_skips = list(entry.get("skipped") or [])
-                sources[path] = {**entry, "mtime_ns": st.st_mtime_ns}
+                sources[key] = {**entry, "mtime_ns": st.st_mtime_ns}
         if found is None:
-            digest = _sha(path)  # before reading: if the file changes meanwhile, the next build reads it again
+            digest = _sha(path) if st is not None else ""  # before reading: if the file changes meanwhile, the next build reads it again
             try:
                 articles, line_skips = read_file(path)
             except LoadError as exc:
@@ -214,9 +218,9 @@ def _scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> _S
             read += 1
             found = [_Wanted(a.id, a.sha256, a.source, a) for a in articles]
             if st is not None and digest:
-                sources[path] = {
+                sources[key] = {
                     "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest, "seen_ns": now,
-                    "articles": [a.id for a in articles], "skipped": line_skips,
+                    "articles": [a.id for a in articles], "skipped": [_printable(m) for m in line_skips],
                 }
         for message in line_skips:
             log.warning("skipped %s", message)
@@ -231,6 +235,19 @@ def _scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> _S
             wanted.append(item)
     log.info("%d articles from %d files (%d read, %d unchanged)", len(wanted), len(files), read, len(files) - read)
     return _Scan(wanted, sources, skipped, read)
+
+
+def _source_key(path: str) -> str:
+    """``path`` as a manifest key: itself, or its bytes in hex when the name is not valid UTF-8."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return "bytes:" + os.fsencode(path).hex()
+
+
+def _printable(message: str) -> str:
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _sha(path: str) -> str:
@@ -273,7 +290,7 @@ def _build(
     order = list(segments)
     merges = _merge_plan([segments[i] for i in order], removed, optimize)
     if not new and not removed and not merges:
-        remove_unreferenced(folder)
+        remove_unreferenced(folder, previous.raw if previous is not None else None)
         log.info("index is up to date: %d articles", len(scan.wanted))
         return BuildReport(
             articles=len(scan.wanted), chunks=kept, embedded=0, reused=kept, removed=0,

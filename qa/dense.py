@@ -69,17 +69,6 @@ class DenseInfo:
             out.update(nlist=self.nlist, nprobe=self.nprobe)
         return out
 
-    @staticmethod
-    def of(index) -> DenseInfo:
-        """Describe an index already built (or read back)."""
-        import faiss
-
-        ivf = faiss.try_extract_index_ivf(index) if not isinstance(index, faiss.IndexFlat) else None
-        if ivf is None:
-            return DenseInfo(kind="IndexFlatIP", rows=int(index.ntotal))
-        return DenseInfo(kind="IndexIVFFlat", rows=int(index.ntotal), nlist=int(ivf.nlist), nprobe=int(ivf.nprobe),
-                         recall_at_10=float("nan"))
-
 
 def nlist_for(rows: int) -> int:
     """Number of IVF lists for ``rows`` vectors: about 4·√rows, a power of two, 64..65536."""
