@@ -114,6 +114,7 @@ def build_index(
         raise BuildError(str(exc)) from None
     # Read the files before taking the lock (a folder with nothing readable is an error that must
     # leave the index folder untouched); if another build commits meanwhile, scan again under the lock.
+    stamp = _manifest_stamp(index_dir)
     previous = None if full else _usable_previous(index_dir, embedder.name, chunking, check=False)
     scan = _scan(files, previous, skipped)
     if not scan.wanted:
@@ -130,7 +131,12 @@ def build_index(
             raise BuildError(
                 f"cannot write to {index_dir}/ ({_reason(exc)}); check the folder and its permissions"
             ) from None
-        checked = None if full else _usable_previous(index_dir, embedder.name, chunking, check=True)
+        if full:
+            checked = None
+        elif previous is not None and _manifest_stamp(index_dir) == stamp:  # no commit since: check, do not re-parse
+            checked = previous if _intact(index_dir, previous) else None
+        else:
+            checked = _usable_previous(index_dir, embedder.name, chunking, check=True)
         if (checked and checked.build_id) != (previous and previous.build_id):
             previous = checked
             scan = _scan(files, previous, skipped)
@@ -161,14 +167,30 @@ def _usable_previous(index_dir: Path, model: str, chunking: ChunkSettings, *, ch
     if manifest.raw.get("lexical", {}).get("tokenizer") != tokenizer_tag():
         log.info("index was built with another BM25 tokenizer: re-indexing everything")
         return None
-    if check:
-        try:  # a segment is reused only if its files are intact: hash those whose mtime moved
-            verify_files(index_dir, manifest, checksums="changed")
-            verify_deletions(index_dir, manifest)
-        except IndexLoadError as exc:
-            log.warning("ignoring the current index (%s)", exc)
-            return None
+    if check and not _intact(index_dir, manifest):
+        return None
     return manifest
+
+
+def _intact(index_dir: Path, manifest: Manifest) -> bool:
+    """Whether the segments can be reused: files there with their sizes (hashed if their mtime moved), deletion
+    lists matching the live articles."""
+    try:
+        verify_files(index_dir, manifest, checksums="changed")
+        verify_deletions(index_dir, manifest)
+    except IndexLoadError as exc:
+        log.warning("ignoring the current index (%s)", exc)
+        return False
+    return True
+
+
+def _manifest_stamp(index_dir: Path) -> tuple[int, int, int] | None:
+    """Identifies the committed manifest file: every commit replaces it with a new inode."""
+    try:
+        st = os.stat(index_dir / MANIFEST)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _chunk_count(index_dir: Path) -> int:

@@ -123,9 +123,13 @@ def discover_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], 
         if not os.path.lexists(given):
             raise LoadError(f"{os.fspath(given)} does not exist; check the path")
         for path in _discover(os.fspath(given), skip):
-            real = os.path.realpath(path)
-            if real not in seen:
-                seen.add(real)
+            try:  # the same file reached twice (two given paths, a link): once; (device, inode) costs one stat
+                st = os.stat(path)
+                key = f"{st.st_dev}:{st.st_ino}"
+            except OSError:
+                key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
                 files.append(path)
     return files, skipped
 
@@ -162,11 +166,13 @@ def _walk(folder: str, root: str, visited: set[str], skip: Callable[[str], None]
         if name.startswith("."):
             logger.debug("ignoring hidden %s", path)
             continue
-        real = os.path.realpath(path)
-        if os.path.islink(path) and os.path.commonpath([root, real]) != root:
+        is_link = os.path.islink(path)
+        real = os.path.realpath(path) if is_link else ""  # resolving every plain file costs an lstat per path part
+        if is_link and os.path.commonpath([root, real]) != root:
             skip(f"{path}: symlink to {real}, outside {root}; not followed")
             continue
         if os.path.isdir(path):
+            real = real or os.path.realpath(path)
             if real in visited:
                 logger.debug("already walked %s", path)
                 continue

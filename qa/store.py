@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -165,7 +166,9 @@ def _file_entry(path: Path) -> dict[str, Any]:
     return {"bytes": st.st_size, "sha256": sha256_file(path), "mtime_ns": st.st_mtime_ns}
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
+    """Versions of the libraries that write index files (0.2 s the first time: metadata is read from disk)."""
     from importlib import metadata
 
     out = {}
@@ -227,6 +230,7 @@ class IndexWriter:
         self.build_id = new_id()
         self._new: list[str] = []
         self._entries: dict[str, dict[str, Any]] = {}
+        self._wrote_segment = False
         folder.mkdir(parents=True, exist_ok=True)
 
     def write_segment(
@@ -245,6 +249,7 @@ class IndexWriter:
         seg_id = new_id()
         folder = self.folder / f"seg-{seg_id}"
         self._new.append(folder.name)
+        self._wrote_segment = True
         folder.mkdir()
         _write_jsonl(folder / SEGMENT_FILES["articles"], (a.to_json() for a in articles))
         _write_jsonl(folder / SEGMENT_FILES["chunks"], (c.to_json() for c in chunks))
@@ -304,13 +309,15 @@ class IndexWriter:
             "articles": list(articles),
             "sources": sources,
             "files": files,
-            "versions": _versions(),
+            # Who wrote the segments: measured when this build wrote one, else the previous manifest's.
+            "versions": dict(_versions()) if self._wrote_segment or previous is None else dict(previous.versions),
         }
         tmp = self.folder / f"{MANIFEST}.{self.build_id}.tmp"
         try:
             _fsync_path(self.folder)  # the new names are durable before a manifest can point at them
+            text = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))  # dumps: C encoder; dump is pure Python
             with tmp.open("w", encoding="utf-8") as fh:
-                json.dump(raw, fh, ensure_ascii=False, separators=(",", ":"))
+                fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self.folder / MANIFEST)  # the commit point: atomic, so it happened or it did not
