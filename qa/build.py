@@ -342,7 +342,7 @@ def _build(
     report("save", 0, 1)
 
     placed: dict[str, tuple[str, int]] = {}  # article id -> (segment id, first row) for articles that moved
-    result: list[SegmentEntry] = []
+    appended: list[SegmentEntry] = []
     if new:
         vectors = _assemble(new, new_chunks, new_vectors, embedded, embedder.dim)
         entry = _write_new_segment(writer, new, new_chunks, vectors)
@@ -351,9 +351,7 @@ def _build(
             count = sum(1 for c in new_chunks if c.article_id == article.id)
             placed[article.id] = (entry.id, row)
             row += count
-        appended = [entry]
-    else:
-        appended = []
+        appended.append(entry)
 
     # Deletions: one new list per touched segment (all its deleted rows so far).
     deleted_now: dict[str, list[int]] = {}
@@ -375,7 +373,7 @@ def _build(
     if groups:
         live_articles = {w.id for w in scan.wanted}
         for group in groups:
-            merged, moves = _merge(writer, [s for s in current if s.id in group], live_articles, old, placed)
+            merged, moves = _merge(writer, [s for s in current if s.id in group], live_articles)
             placed.update(moves)
             first = next(i for i, s in enumerate(current) if s.id in group)
             current = [s for s in current if s.id not in group]
@@ -473,11 +471,7 @@ def _merge_plan(segments: list[SegmentEntry], removed: list[dict], optimize: boo
 
 
 def _merge(
-    writer: IndexWriter,
-    members: list[SegmentEntry],
-    live_articles: set[str],
-    old: dict[str, dict],
-    placed: dict[str, tuple[str, int]],
+    writer: IndexWriter, members: list[SegmentEntry], live_articles: set[str]
 ) -> tuple[SegmentEntry, dict[str, tuple[str, int]]]:
     """One segment from the live rows of ``members``: vectors and postings are copied, not recomputed."""
     articles: list[Article] = []
@@ -490,7 +484,9 @@ def _merge(
         live[np.asarray(seg.deleted, dtype=np.int64)] = False
         keep = np.flatnonzero(live)
         kept_ids = {seg.chunks[i].article_id for i in keep.tolist()}
-        articles.extend(a for a in seg.articles if a.id in kept_ids or (a.id in live_articles and not _has_rows(a.id, seg)))
+        with_rows = {c.article_id for c in seg.chunks}
+        # Live articles: those with kept rows, and live ones that never had a chunk (an empty text).
+        articles.extend(a for a in seg.articles if a.id in kept_ids or (a.id in live_articles and a.id not in with_rows))
         chunks.extend(seg.chunks[i] for i in keep.tolist())
         blocks.append(np.asarray(seg.vectors[keep], dtype=np.float32))
         parts.append((seg.postings, keep))
@@ -510,6 +506,3 @@ def _merge(
     log.info("merged %d segments into %s: %d chunks", len(members), entry.id, len(chunks))
     return entry, moves
 
-
-def _has_rows(article_id: str, seg) -> bool:
-    return any(c.article_id == article_id for c in seg.chunks)
