@@ -193,6 +193,8 @@ class Lexical:
         self.n_docs = int(sum(int((rows >= 0).sum()) for _, rows in self._parts))
         total = sum(int(np.asarray(p.lengths, dtype=np.int64)[rows >= 0].sum()) for p, rows in self._parts)
         self.avg_length = total / self.n_docs if self.n_docs else 1.0
+        # The length part of each chunk's BM25 denominator, fixed for this set of live chunks: computed once here.
+        self._norms = [K1 * ((1 - B) + B * np.asarray(p.lengths, dtype=np.float64) / self.avg_length) for p, _ in self._parts]
         self._df: dict[str, int] = {}
 
     @staticmethod
@@ -221,8 +223,8 @@ class Lexical:
         return Lexical.single(Postings.load(folder, mmap=mmap))
 
     def _postings(self, token: str):
-        """(global rows, term counts, chunk lengths) of the live chunks holding ``token``, per segment."""
-        for postings, rows in self._parts:
+        """(global rows, term counts, length norms) of the live chunks holding ``token``, per segment."""
+        for (postings, rows), norms in zip(self._parts, self._norms):
             tid = postings.term_ids.get(token)
             if tid is None:
                 continue
@@ -230,7 +232,7 @@ class Lexical:
             local = np.asarray(postings.post_rows[lo:hi], dtype=np.int64)
             found = rows[local]
             live = found >= 0
-            yield found[live], np.asarray(postings.post_tfs[lo:hi])[live], np.asarray(postings.lengths)[local[live]]
+            yield found[live], np.asarray(postings.post_tfs[lo:hi])[live], norms[local[live]]
 
     def doc_freq(self, token: str) -> int:
         """Live chunks that hold ``token``, over all segments."""
@@ -256,10 +258,9 @@ class Lexical:
             if not self.doc_freq(token):
                 continue
             idf = self.idf(token)
-            for found, tfs, lengths in self._postings(token):
+            for found, tfs, norms in self._postings(token):
                 tfs = tfs.astype(np.float64)
-                norm = K1 * ((1 - B) + B * lengths / self.avg_length)
-                out[found] += idf * tfs / (norm + tfs)
+                out[found] += idf * tfs / (norms + tfs)
         return out.astype(np.float32)
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
