@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: $QA_ARTICLES or articles/)")
     index_opt(p)
     p.add_argument("--full", action="store_true", help="re-embed everything instead of only what changed")
+    p.add_argument("--optimize", action="store_true", help="merge every segment into one (nothing is re-embedded)")
     p.add_argument("--model", default=None, help="sentence-transformers model name or path (default: $QA_MODEL or the bundled all-MiniLM-L6-v2)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -122,7 +123,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         bar.refresh()
 
     try:
-        report = build_index(paths, _index_dir(args), model=args.model, full=args.full, progress=progress)
+        report = build_index(paths, _index_dir(args), model=args.model, full=args.full,
+                             optimize=args.optimize, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()

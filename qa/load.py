@@ -111,6 +111,38 @@ def load_file(
     return articles
 
 
+def discover_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
+    """The files ``load_paths`` would read, in its order (each real file once), and its skip messages for the rest."""
+    files: list[str] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+
+    def skip(message: str) -> None:
+        logger.warning("skipped %s", message)
+        skipped.append(message)
+
+    for given in paths:
+        if not os.path.lexists(given):
+            raise LoadError(f"{os.fspath(given)} does not exist; check the path")
+        for path in _discover(os.fspath(given), skip):
+            try:  # the same file reached twice (two given paths, a link): once; (device, inode) costs one stat
+                st = os.stat(path)
+                key = f"{st.st_dev}:{st.st_ino}"
+            except OSError:
+                key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                files.append(path)
+    return files, skipped
+
+
+def read_file(
+    path: str, *, max_file_bytes: int = MAX_FILE_BYTES, max_article_chars: int = MAX_ARTICLE_CHARS
+) -> tuple[list[Article], list[str]]:
+    """One file's articles and its per-line skip messages; ``LoadError`` if the whole file is unusable."""
+    return _read(path, max_file_bytes, max_article_chars)
+
+
 def _discover(given: str, skip: Callable[[str], None]) -> Iterator[str]:
     """Yield the files to read for one user-given path, reporting skips via ``skip``."""
     if os.path.isdir(given):
@@ -136,11 +168,13 @@ def _walk(folder: str, root: str, visited: set[str], skip: Callable[[str], None]
         if name.startswith("."):
             logger.debug("ignoring hidden %s", path)
             continue
-        real = os.path.realpath(path)
-        if os.path.islink(path) and os.path.commonpath([root, real]) != root:
+        is_link = os.path.islink(path)
+        real = os.path.realpath(path) if is_link else ""  # resolving every plain file costs an lstat per path part
+        if is_link and os.path.commonpath([root, real]) != root:
             skip(f"{path}: symlink to {real}, outside {root}; not followed")
             continue
         if os.path.isdir(path):
+            real = real or os.path.realpath(path)
             if real in visited:
                 logger.debug("already walked %s", path)
                 continue

@@ -19,7 +19,17 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, "all-MiniLM-L6-v2", "default", ""})
 
 #: Version of the index folder layout; bump when the files change shape.
-INDEX_FORMAT = "qa-index/1"
+INDEX_FORMAT = "qa-index/2"
+#: Layouts this version recognises but cannot read: loading them says to rebuild with `qa build --full`.
+OLD_INDEX_FORMATS = ("qa-index/1",)
+
+#: Segment merging (tiered by size). A segment's tier is ``floor(log_MERGE_FACTOR(live chunks))``;
+#: when ``MERGE_FACTOR`` segments share a tier they are merged into one (of the next tier up), so an
+#: index of N chunks holds at most about ``(MERGE_FACTOR - 1) * log_MERGE_FACTOR(N)`` segments and
+#: each chunk is rewritten about ``log_MERGE_FACTOR(N)`` times over its life.
+MERGE_FACTOR = 8
+#: A segment whose deleted share reaches this is rewritten without its deleted chunks at the next build.
+PURGE_DELETED_SHARE = 0.5
 
 #: Questions longer than this are cut (with a notice), so a pasted book cannot stall the bot.
 MAX_QUESTION_CHARS = 2_000
