@@ -1,9 +1,9 @@
 """Turn retrieved chunks into an answer made of exact quotes, or an honest abstention.
 
 The sentences of the best chunks are the candidates (``qa.rank.candidates``).
-Each is embedded, described by ``qa.rank.FEATURES`` and scored by the learned
-ranker (``qa.rank.scorer_for``: the fallback scorer for a model with no
-ranker). When even the best one scores below the calibrated threshold, the bot
+Each is embedded, described by ``qa.rank.FEATURES`` and scored
+(``qa.rank.scorer_for``: the hand-weighted score by default, the learned ranker
+with ``learned_ranker=True``). When even the best one scores below the calibrated threshold, the bot
 says the articles do not answer the question. Otherwise the best sentences
 become quotes: a sentence within one quote's reach of a chosen one joins it, a
 sentence several articles carry verbatim is shown once with its other sources,

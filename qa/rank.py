@@ -13,9 +13,10 @@ with numpy, so answering needs no LightGBM. The file names the embedding
 models it was trained and calibrated for; it is refused for any other.
 
 ``FallbackScorer`` is the hand-weighted score of earlier versions (cosine +
-IDF coverage + chunk rank + type cue). ``scorer_for`` uses it, and logs so,
-for an embedding model the shipped ranker does not serve: the hash embedder of
-the fast tests or a user's own ``QA_MODEL``.
+IDF coverage + chunk rank + type cue). It is the default: trained on the 79
+questions this session's embedding budget allowed, the ranker lost to it on the
+bundled questions, so ``scorer_for`` returns the ranker only when asked
+(``learned=True``, ``AnswerSettings.learned_ranker``).
 """
 
 from __future__ import annotations
