@@ -116,4 +116,4 @@ def test_an_unrelated_article_does_not_pad_the_answer(bridge_bot):
 
 def test_the_bridge_story_does_not_crowd_out_the_north_korea_answers(bridge_bot):
     answer = bridge_bot.ask("How many troops has North Korea provided to Russia?", k=3)
-    assert "10,000" in answer.quotes[0].text and all("bridge" not in q.source for q in answer.quotes)
+    assert "10,000" in answer.quotes[0].text and not any(q.source.endswith("bridge.txt") for q in answer.quotes)
