@@ -9,14 +9,15 @@ What it does, and why it is honest:
   reused: later runs only check that each index is up to date. The data is
   read from ``--data`` and never copied into the project.
 * **Split.** The 28 quiz weeks, sorted, alternate: weeks 0, 2, 4, ... are
-  the *tune* part (``--calibrate`` chooses settings on it), weeks 1, 3, 5, ...
+  the *tune* part (earlier versions chose settings on it; the ranker is trained on
+  RealTime QA 2024-2026 instead, benchmarks/train_ranker.py), weeks 1, 3, 5, ...
   the *held-out* part (only reported). Settings are chosen on whole-part
   averages, never on single questions.
 * **Scopes.** ``--scope slice`` (default, all three systems): the first four
   held-out weeks (2022-06-24, 07-08, 07-22, 08-05: 121 questions) over the
   687 articles their searches returned, like the 4-week slice of the
   reference figures; the tune slice is the first two tune weeks (2022-06-17,
-  07-01) over their 387 articles, plus (for ``--part tune`` and ``--calibrate``)
+  07-01) over their 387 articles, plus (for ``--part tune``)
   the answerable questions of four more tune weeks over their own 552 articles
   (``SLICE_TUNE_EXTRA_WEEKS``): 176 tune questions in all. ``--scope full``: every question of a part
   over all 4,712 articles (about 70,000 chunks: over an hour of embedding on
@@ -135,13 +136,15 @@ def _subset_index(articles_gz: Path, folder: Path, keep: Callable[[str], bool], 
           f"({time.perf_counter() - started:.0f}s)", file=sys.stderr)
 
 
-def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = False) -> dict[str, Path]:
+def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = False,
+                  other: Path | None = None) -> dict[str, Path]:
     """The indexes a scope asks questions of, by key.
 
     slice: "heldout" (the held-out weeks' articles) and "tune" (the tune weeks'); each part's
     questions are answerable in its own index and unanswerable in the other. With ``tune``, also
     "tune-extra" (``SLICE_TUNE_EXTRA_WEEKS``' articles), for more answerable tune questions.
     full: "main" (all articles), "first" and "second" (the archive cut in time at ``CUT``).
+    ``other``: an existing index to ask the held-out questions of as unanswerable, instead of building "tune".
     """
     from qa.build import build_index
 
@@ -153,10 +156,12 @@ def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = Fal
         plan = {"heldout": {_date(w) for w in SLICE_WEEKS}, "tune": {_date(w) for w in SLICE_OTHER_WEEKS}}
         if tune:
             plan["tune-extra"] = {_date(w) for w in SLICE_TUNE_EXTRA_WEEKS}
+        if other is not None:
+            del plan["tune"]
         dirs = {key: work / f"slice-{key}" for key in plan}
         for key, dates in plan.items():
             _subset_index(articles_gz, dirs[key], dates.__contains__, embedder, f"slice {key}")
-        return dirs
+        return dirs if other is None else {**dirs, "tune": other}
     full = work / "full"
     started = time.perf_counter()
     report = build_index([articles_gz], full, embedder=embedder, progress=_progress("full index"))
@@ -239,7 +244,9 @@ def bot_settings(overrides: Sequence[str]) -> dict:
         for obj in (answer, retrieve_):
             kinds = {f.name: float if getattr(obj, f.name) is None else type(getattr(obj, f.name)) for f in fields(obj)}
             if name in kinds:
-                new = replace(obj, **{name: kinds[name](value)})
+                kind = kinds[name]
+                parsed = value.strip().lower() in ("1", "true", "yes", "on") if kind is bool else kind(value)
+                new = replace(obj, **{name: parsed})
                 answer, retrieve_ = (new, retrieve_) if obj is answer else (answer, new)
                 break
         else:
@@ -277,56 +284,29 @@ def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Pa
     return systems
 
 
-# ---------------------------------------------------------------- calibration (tune part only)
+# ---------------------------------------------------------------- where the answers are
 
 def _has_gold(text: str, golds: Sequence[str]) -> bool:
     hay = collapse_whitespace(text).casefold()
     return any(collapse_whitespace(g).casefold() in hay for g in golds)
 
 
-def collect_features(bot, items: Sequence[EvalItem], passages: int) -> list[dict]:
-    """Per question: retrieval hits per mode and every candidate sentence's features, for offline grid search."""
-    import numpy as np
-
-    from qa.answer import focus_found, score_sentences
-    from qa.retrieve import RetrieveSettings, retrieve
-
-    settings = replace_settings(bot.answer_settings, passages=passages, w_context=1.0)
-    rows = []
-    for n, item in enumerate(items, 1):
-        vector = bot.embedder.encode([item.question])[0]
-        modes = {}
-        for mode in ("dense", "lexical", "hybrid"):
-            hits = retrieve(bot.index, item.question, vector, passages, RetrieveSettings(mode=mode))
-            modes[mode] = [_has_gold(h.chunk.text, item.answers) for h in hits] if item.answers else []
-        hits = retrieve(bot.index, item.question, vector, passages, bot.retrieve_settings)
-        cands = score_sentences(item.question, vector, bot.index, hits, bot.embedder, settings)
-        feats = np.array([[c.dense, c.coverage, 1.0 / (1 + c.chunk_rank), c.typed, c.novelty, c.neighbours, c.chunk_rank]
-                          for c in cands], dtype=np.float32).reshape(-1, 7)
-        gold = np.array([_has_gold(c.article.text[c.start:c.end], item.answers) for c in cands], dtype=bool) \
-            if item.answers else np.zeros(len(cands), dtype=bool)
-        rows.append({"answerable": not item.unanswerable, "modes": modes, "feats": feats, "gold": gold,
-                     "focus": focus_found(item.question, item.question, bot.index, cands)})
-        if n % 50 == 0:
-            print(f"  features: {n}/{len(items)}", file=sys.stderr, flush=True)
-    return rows
-
-
 def ceiling(bot, items: Sequence[EvalItem]) -> dict:
     """How far any quote picker could get: where the gold strings of the answerable ``items`` are at all.
 
     Reported, never tuned on: the share of questions whose gold occurs in the scope's articles, in the
-    articles behind the top 20 chunks, in the top 3/8/20 chunks, and in the best of all the quotes
-    ``select_quotes`` could make from the sentences of the top ``passages`` chunks (each grown as it would be).
+    articles behind the top 20 chunks, in the top 3/8/12/20 chunks, and in the best of all the quotes
+    that could be made from the candidate sentences of the top ``passages`` chunks (each grown as it
+    would be shown) and of the top 12.
     """
-    from qa.answer import _fill
+    from qa.answer import grown_span
+    from qa.rank import candidates
     from qa.retrieve import retrieve
-    from qa.sentences import sentence_spans
 
-    passages, fill = bot.answer_settings.passages, bot.answer_settings.fill_to
-    across = bot.answer_settings.fill_across_paragraphs
+    passages = bot.answer_settings.passages
     counts = {"in_articles": 0, "in_articles_of_top20": 0, "in_top3_chunks": 0, "in_top8_chunks": 0,
-              "in_top20_chunks": 0, f"best_possible_quote_top{passages}": 0}
+              "in_top12_chunks": 0, "in_top20_chunks": 0, f"best_possible_quote_top{passages}": 0,
+              "best_possible_quote_top12": 0}
     answerable = [i for i in items if not i.unanswerable]
     corpus = _index_text(bot.index)
     for item in answerable:
@@ -335,107 +315,14 @@ def ceiling(bot, items: Sequence[EvalItem]) -> dict:
         gold = [_has_gold(h.chunk.text, item.answers) for h in hits]
         counts["in_articles"] += any(collapse_whitespace(g).casefold() in corpus for g in item.answers)
         counts["in_articles_of_top20"] += any(_has_gold(bot.index.article_of(h.chunk).text, item.answers) for h in hits)
-        for n in (3, 8, 20):
+        for n in (3, 8, 12, 20):
             counts[f"in_top{n}_chunks"] += any(gold[:n])
-        found = False
-        for hit in hits[:passages]:
-            article = bot.index.article_of(hit.chunk)
-            for start, end in sentence_spans(article.text, hit.chunk.start, hit.chunk.end):
-                group = {"article": article, "start": start, "end": end}
-                _fill(group, [group], fill, across)
-                if _has_gold(article.text[group["start"]:group["end"]], item.answers):
-                    found = True
-                    break
-            if found:
-                break
-        counts[f"best_possible_quote_top{passages}"] += found
+        for n in sorted({passages, 12}):
+            counts[f"best_possible_quote_top{n}"] += any(
+                _has_gold(c.article.text[slice(*grown_span(c.article, c.start, c.end, bot.answer_settings))], item.answers)
+                for c in candidates(bot.index.article_of, hits, n, bot.answer_settings.min_sentence_chars)
+            )
     return {"answerable": len(answerable), **{k: round(v / len(answerable), 3) for k, v in counts.items()}}
-
-
-def replace_settings(settings, **changes):
-    from dataclasses import replace
-
-    return replace(settings, **changes)
-
-
-def calibrate(bots: dict, items: dict[str, list[EvalItem]], out: Path | None) -> dict:
-    """Grid-search sentence weights and the abstention threshold on the tune part; print what wins."""
-    import itertools
-
-    import numpy as np
-
-    answerable, unanswerable = _counts(items)
-    print(f"calibrating on {answerable} answerable + {unanswerable} unanswerable tune questions", file=sys.stderr)
-    rows = []
-    for key, group in items.items():
-        rows += collect_features(bots[key], group, passages=12)
-    ans = [r for r in rows if r["answerable"]]
-    result: dict = {"retrieval": {}, "grid": [], "abstain": {}}
-    for mode in ("dense", "lexical", "hybrid"):
-        result["retrieval"][mode] = {n: float(np.mean([any(r["modes"][mode][:n]) for r in ans])) for n in (1, 3, 5, 8, 12)}
-    print("chunk recall@n by retrieval mode:", json.dumps(result["retrieval"]), file=sys.stderr)
-
-    def ranked_gold(r, w, passages):
-        f = r["feats"]
-        keep = f[:, 6] < passages
-        if not keep.any():
-            return np.zeros(0, dtype=bool), float("-inf")
-        score = f[keep, :6] @ w
-        order = np.argsort(-score, kind="stable")
-        return r["gold"][keep][order], float(score[order[0]])
-
-    grid = itertools.product((4, 8, 12), (0.0, 0.25, 0.5, 0.75, 1.0), (0.0, 0.15, 0.3), (0.0, 0.05, 0.1, 0.2),
-                             (0.0, 0.2, 0.4), (0.0, 0.1, 0.2))
-    best = None
-    for passages, w_lex, w_rank, w_type, w_novel, w_ctx in grid:
-        w = np.array([1.0, w_lex, w_rank, w_type, w_novel, w_ctx], dtype=np.float32)
-        r1 = r3 = 0
-        for r in ans:
-            g, _ = ranked_gold(r, w, passages)
-            r1 += bool(g[:1].any())
-            r3 += bool(g[:3].any())
-        entry = {"passages": passages, "w_lexical": w_lex, "w_rank": w_rank, "w_type": w_type, "w_novel": w_novel,
-                 "w_context": w_ctx, "r1": r1 / len(ans), "r3": r3 / len(ans)}
-        result["grid"].append(entry)
-        if best is None or (entry["r3"] + entry["r1"]) > (best["r3"] + best["r1"]) + 1e-9:
-            best = entry
-    print("best sentence weights:", json.dumps(best), file=sys.stderr)
-    result["best"] = best
-    w = np.array([1.0, best["w_lexical"], best["w_rank"], best["w_type"], best["w_novel"], best["w_context"]], dtype=np.float32)
-    # Abstention: refuse when the best sentence scores below t1, or when no sentence holds the question's
-    # rarest word and the best sentence's cosine is below t2. Both errors count the same (Youden's J).
-    tops = []
-    for r in rows:
-        g, top = ranked_gold(r, w, best["passages"])
-        f = r["feats"]
-        keep = f[:, 6] < best["passages"]
-        top_dense = float(f[keep][np.argmax(f[keep, :6] @ w), 0]) if keep.any() else 0.0
-        tops.append((top, top_dense, r["focus"], r["answerable"]))
-    top = np.array([t[0] for t in tops])
-    dense = np.array([t[1] for t in tops])
-    focus = np.array([t[2] for t in tops])
-    answerable = np.array([t[3] for t in tops])
-    choices = []
-    for t1 in np.unique(np.round(top[np.isfinite(top)], 2)):
-        for t2 in [0.0, *np.round(np.arange(0.2, 0.75, 0.025), 3)]:
-            refuse = (top < t1) | (~focus & (dense < t2))
-            refused = float(refuse[answerable].mean())
-            caught = float(refuse[~answerable].mean()) if (~answerable).any() else 0.0
-            choices.append((round(caught - refused, 4), -float(t2), float(t1), refused, caught))
-    _, neg_t2, t1, refused, caught = max(choices)
-    only_t1 = max(c for c in choices if c[1] == 0.0)
-    result["abstain"] = {"abstain_below": t1, "abstain_unfocused_below": -neg_t2, "refused_answerable": refused,
-                         "refused_unanswerable": caught,
-                         "score_only": {"abstain_below": only_t1[2], "refused_answerable": only_t1[3],
-                                        "refused_unanswerable": only_t1[4]}}
-    print(f"abstain_below={t1:.2f}, abstain_unfocused_below={-neg_t2:.3f}: refuses {refused:.1%} of answerable, "
-          f"{caught:.1%} of unanswerable (score only: {only_t1[2]:.2f}, {only_t1[3]:.1%} / {only_t1[4]:.1%})",
-          file=sys.stderr)
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        slim = dict(result, grid=sorted(result["grid"], key=lambda e: -(e["r1"] + e["r3"]))[:20])
-        out.write_text(json.dumps(slim, indent=1) + "\n")
-    return result
 
 
 def table(rows: dict[str, dict]) -> str:
@@ -460,6 +347,12 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _narrow_slice(n: int) -> None:
+    """Keep only the first ``n`` held-out and tune weeks of the slice (a quicker, noisier run)."""
+    global SLICE_WEEKS, SLICE_OTHER_WEEKS
+    SLICE_WEEKS, SLICE_OTHER_WEEKS = SLICE_WEEKS[:n], SLICE_OTHER_WEEKS[:n]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="folder with questions.jsonl and articles.jsonl.gz")
@@ -469,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--part", choices=("heldout", "tune", "both"), default="heldout")
     parser.add_argument("--scope", choices=("slice", "full"), default="slice",
                         help="slice: 4 held-out weeks over their 687 articles (default); full: all 4,712 articles")
+    parser.add_argument("--slice-weeks", type=int, default=4, choices=range(1, 5),
+                        metavar="N", help="slice scope: only the first N held-out weeks, asked unanswerable of the first "
+                                          "N tune weeks' articles (default 4: the whole slice; 1 when the CPU is short)")
+    parser.add_argument("--unanswerable-index", type=Path, default=None, metavar="DIR",
+                        help="slice scope, held-out part: ask the held-out questions as unanswerable of this existing "
+                             "index (an archive without their week) instead of building the tune weeks' index")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
     parser.add_argument("-k", type=int, default=5, help="quotes shown per answer (recall@1/3/5 need k >= 5)")
     parser.add_argument("--items", action="store_true", help="include per-question results in --out")
@@ -477,8 +376,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ceiling", action="store_true",
                         help="also report where the gold answers are at all (in the articles, the top chunks, "
                              "the best possible quote) for our retrieval")
-    parser.add_argument("--calibrate", action="store_true",
-                        help="grid-search sentence weights and the abstention threshold on the tune part, then stop")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="rtqa: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -492,22 +389,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise DataError(f"{args.data} is not a folder: pass --data with the folder that holds RealTime QA 2022")
         questions = read_questions(args.data)
         bot_settings(args.set)  # a bad --set fails before any work
-        from qa.embed import SentenceTransformerEmbedder
+        from qa.embed import get_embedder
 
-        embedder = SentenceTransformerEmbedder()
+        embedder = get_embedder()  # the default backend, as users get it (QA_BACKEND chooses another)
     except DataError as exc:
         print(f"rtqa: error: {exc}", file=sys.stderr)
         return 1
     scope = args.scope
-    if args.calibrate:
-        from qa.bot import Bot
-
-        dirs = build_indexes(args.data, args.work, embedder, scope, tune=True)
-        bots = {key: Bot.load(folder, embedder=embedder) for key, folder in dirs.items()}
-        calibrate(bots, make_items(questions, "tune", scope, dirs), args.out)
-        return 0
+    if args.slice_weeks < 4:
+        _narrow_slice(args.slice_weeks)
+        args.work = args.work.with_name(f"{args.work.name}-{args.slice_weeks}w")  # other articles: other indexes
     parts = ("tune", "heldout") if args.part == "both" else (args.part,)
-    dirs = build_indexes(args.data, args.work, embedder, scope, tune="tune" in parts)
+    if args.unanswerable_index is not None and (scope != "slice" or parts != ("heldout",)):
+        parser.error("--unanswerable-index needs --scope slice --part heldout")
+    dirs = build_indexes(args.data, args.work, embedder, scope, tune="tune" in parts, other=args.unanswerable_index)
     results: dict = {"scope": scope, "k": args.k, "settings": args.set, "parts": {}}
     for part in parts:
         items = make_items(questions, part, scope, dirs)

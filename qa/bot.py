@@ -21,6 +21,7 @@ from .errors import QAError
 from .answer import AnswerSettings, compose, make_answer
 from .embed import Embedder, canonical_model_name, get_embedder
 from .followup import searched_history
+from .rank import scorer_for
 from .records import Answer
 from .retrieve import RetrieveSettings, retrieve
 from .settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir
@@ -90,6 +91,8 @@ class Bot:
         self.embedder = embedder
         self.answer_settings = answer_settings or AnswerSettings(abstain_below=abstain_below_from_env())
         self.retrieve_settings = retrieve_settings or RetrieveSettings()
+        # the sentence scorer, read once: a missing or broken ranker file is a RankerError here, not mid-answer
+        self.scorer = scorer_for(embedder.name, learned=self.answer_settings.learned_ranker)
         self._swap = threading.Lock()
 
     @classmethod
@@ -148,5 +151,5 @@ class Bot:
         searched = searched_history([*earlier, text])[-1]
         vector = self.embedder.encode([searched])[0]
         hits = retrieve(index, searched, vector, max(k, self.answer_settings.passages), self.retrieve_settings)
-        quotes, abstained = compose(text, searched, vector, index, hits, self.embedder, k, self.answer_settings)
+        quotes, abstained = compose(text, searched, vector, index, hits, self.embedder, k, self.answer_settings, self.scorer)
         return make_answer(text, searched, quotes, abstained, notice, time.perf_counter() - started)

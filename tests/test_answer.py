@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from qa.answer import ABSTAIN_TEXT, AnswerSettings, _Candidate, select_quotes, type_match
+from qa.answer import ABSTAIN_TEXT, AnswerSettings, select_quotes
+from qa.rank import Candidate, type_match
 from qa.followup import contextualize, needs_context, searched_history
-from qa.records import Article
+from qa.records import Article, Chunk, Hit
 
 QUESTIONS = [
     "How many troops has North Korea provided to Russia?",
@@ -17,7 +18,7 @@ QUESTIONS = [
 ]
 
 
-#: The default abstention threshold is calibrated for the real model; the hash fake scores lower.
+#: The hash fake has no trained ranker: the fallback scorer answers, with a threshold for the fake's lower cosines.
 HASH_SETTINGS = AnswerSettings(abstain_below=0.4)
 
 
@@ -55,9 +56,10 @@ def _article(text: str, source: str = "a.txt") -> Article:
     return Article.make(text=text, source=source, title="T")
 
 
-def _cand(article: Article, sentence: str, score: float, rank: int = 0) -> _Candidate:
+def _cand(article: Article, sentence: str, score: float, rank: int = 0) -> Candidate:
     start = article.text.index(sentence)
-    return _Candidate(article, start, start + len(sentence), rank, 0, score=score, key=sentence.lower())
+    chunk = Chunk(id=f"c{rank}", article_id=article.id, start=0, end=len(article.text), text=article.text)
+    return Candidate(article, start, start + len(sentence), Hit(chunk, 1.0, rank), score=score, key=sentence.lower())
 
 
 def test_adjacent_strong_sentences_merge_into_one_quote():
@@ -139,6 +141,17 @@ def test_merging_stops_at_the_quote_length_limit():
     quotes = select_quotes([_cand(art, first, 1.0), _cand(art, second, 0.99)], k=3,
                            settings=AnswerSettings(max_quote_chars=80, fill_to=0))
     assert [q.text for q in quotes] == [first, second]
+
+
+def test_a_quote_scoring_far_below_the_best_is_not_shown():
+    a, b = _article("The mayor cut the ribbon on the new bridge.", "bridge.txt"), _article("Kim visited Moscow.", "nk.txt")
+    ranked = [_cand(a, "The mayor cut the ribbon on the new bridge.", 3.0), _cand(b, "Kim visited Moscow.", 0.2, 1)]
+    shown = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=0), show_within=2.0)
+    assert [q.source for q in shown] == ["bridge.txt"]
+    padded = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=0), show_within=None)
+    assert [q.source for q in padded] == ["bridge.txt", "nk.txt"]
+    close = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=0), show_within=2.9)
+    assert len(close) == 2
 
 
 def test_the_same_sentence_in_several_articles_is_shown_once_with_its_sources():

@@ -78,3 +78,42 @@ def test_quotes_are_exact_spans(real_bot, report, answers):
 
 def test_quotes_show_far_less_than_chunks(report):
     assert report.chars_per_answer <= 1000
+
+
+BRIDGE_STORY = """Riverside bridge opens after two years of work
+
+The new Riverside footbridge opened to the public on Saturday morning.
+
+Mayor Elena Brandt cut the ribbon at the east end of the bridge while a brass band played.
+
+The 120-metre span links the old harbour to the railway station and cost 14 million euros.
+
+Cyclists will have to dismount on the bridge until the ramps are finished in the spring.
+"""
+
+
+@pytest.fixture(scope="module")
+def bridge_bot(tmp_path_factory, real_embedder):
+    """The bundled articles plus a short local story about a bridge opening, indexed with the real model."""
+    import shutil
+
+    from qa.bot import Bot
+    from qa.build import build_index
+
+    folder = tmp_path_factory.mktemp("bridge") / "articles"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "articles", folder)
+    (folder / "bridge.txt").write_text(BRIDGE_STORY, encoding="utf-8")
+    build_index([folder], folder.parent / "index", embedder=real_embedder)
+    return Bot.load(folder.parent / "index", embedder=real_embedder)
+
+
+def test_an_unrelated_article_does_not_pad_the_answer(bridge_bot):
+    answer = bridge_bot.ask("Who cut the ribbon?", k=3)
+    assert not answer.abstained and "Elena Brandt" in answer.quotes[0].text
+    assert [q.source for q in answer.quotes if not q.source.endswith("bridge.txt")] == [], answer.text
+    assert bridge_bot.scorer.calibration(bridge_bot.embedder.name).show_within is not None  # the gap rule is on
+
+
+def test_the_bridge_story_does_not_crowd_out_the_north_korea_answers(bridge_bot):
+    answer = bridge_bot.ask("How many troops has North Korea provided to Russia?", k=3)
+    assert "10,000" in answer.quotes[0].text and not any(q.source.endswith("bridge.txt") for q in answer.quotes)
