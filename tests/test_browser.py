@@ -352,7 +352,6 @@ The bridge carries two lanes of traffic and a cycle path, and replaces a ferry t
 """
 
 
-@pytest.mark.xfail(strict=False, reason="issue 10 drops quotes far below the best one in answer.py; passes once merged")
 def test_an_answer_does_not_pad_with_unrelated_articles(page, server, tmp_path):
     story = tmp_path / "elsmere-bridge.txt"
     story.write_text(BRIDGE, encoding="utf-8")
