@@ -391,7 +391,8 @@ class Library:
             if warm_up:
                 self._progress("model", 0, 1)
                 embedder.encode(["warm up"])
-            report = build_index([self.articles_dir], self.index_dir, embedder=embedder, progress=self._progress)
+            report = build_index([self.articles_dir], self.index_dir, embedder=_build_embedder(embedder),
+                                 progress=self._progress)
             if self._bot is None:
                 self._bot = Bot.load(self.index_dir, embedder=embedder)
             else:
@@ -411,3 +412,16 @@ class Library:
             f"Index updated in {time.perf_counter() - started:.1f}s: {report.articles} articles, {report.chunks} passages "
             f"({report.embedded} embedded, {report.reused} reused, {report.removed} removed).{skipped}"
         )
+
+
+def _build_embedder(embedder):
+    """The embedder a rebuild uses: ``embedder`` itself, or it on the Ray cluster ``$QA_RAY_ADDRESS`` names."""
+    from .settings import ray_address_from_env
+
+    address = ray_address_from_env()
+    if address is None:
+        return embedder
+    from .ray_embed import RayEmbedder, require_ray
+
+    require_ray()  # a RayError (a QAError) becomes the rebuild's status line
+    return RayEmbedder(embedder, address)
