@@ -556,7 +556,7 @@ def edited(row: dict, n: int) -> dict:
 
 def section_systems(label: str, paths: list[str], added_one: list[str], added_pct: list[str], questions: list[str],
                     work: Path, systems: Sequence[str], backends: Sequence[str], cold_repeats: int,
-                    items: Sequence[dict] = (), ray_workers: Sequence[int] = ()) -> dict:
+                    items: Sequence[dict] = (), ray_workers: Sequence[int] = (), builds_only: bool = False) -> dict:
     """Build, increment, query and cold start for each system on one corpus; then our default backend's build
     with its embedding on 1, 2, ... Ray workers (same texts, each build a whole process)."""
     out: dict = {}
@@ -574,6 +574,9 @@ def section_systems(label: str, paths: list[str], added_one: list[str], added_pc
             log(f"[{label}] {variant}: build")
             build = run_worker("build", {"system": system, "paths": paths, "index": str(index), "backend": backend})
             entry = {"build": build}
+            if builds_only:
+                out[variant] = entry
+                continue
             if items:
                 log(f"[{label}] {variant}: answer recall")
                 entry["recall"] = run_worker("recall", {"system": system, "index": str(index), "items": list(items)})
@@ -633,6 +636,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--backends", default=None,
                         help="our embedding backends to build with, the first one measured in full "
                              "(default: the default backend, then the other ONNX one; quick: the default)")
+    parser.add_argument("--builds-only", action="store_true",
+                        help="only the full builds of each system (no recall, queries, cold starts or increments)")
     parser.add_argument("--ray-workers", default="1,2",
                         help="also build the RealTime QA slice with the first backend on these numbers of Ray "
                              "workers (comma-separated; '' for none; needs the ray extra)")
@@ -723,10 +728,10 @@ def run(args) -> int:
         results["corpora"]["rtqa_slice"] = {
             "articles": len(base), "weeks": sorted(weeks), "questions": len(items), "added_pct_articles": len(more),
             "systems": section_systems("rtqa", [str(base_file)], [str(one_file)], [str(more_file)], questions, work,
-                                       systems, backends, repeats, items, ray_workers),
+                                       systems, backends, repeats, items, ray_workers, args.builds_only),
         }
         partial.write_text(json.dumps(results, indent=1))
-        if not args.quick:
+        if not args.quick and not args.builds_only:
             full_file = rtqa_files(args.rtqa)[0]
             index, build = full_rtqa_index(full_file, args.work, args.rebuild)
             probe = work / "rtqa-full-copy"
