@@ -37,11 +37,11 @@ Progress = Callable[[int, int], None]
 
 #: The backends ``QA_BACKEND`` may name.
 BACKENDS = ("torch", "onnx", "onnx-int8")
-#: The backend new indexes of the default model use when ``QA_BACKEND`` is unset. fp32 ONNX gives the
-#: same vectors as torch (cosine 1.0000) and the same `qa eval` figures, with a faster start. int8 builds
-#: 3.3x faster but, with the abstention threshold calibrated on fp32, answered 3 of the 6 unanswerable
-#: bundled questions (fp32: 0) and lost a point of recall@1, so it stays opt-in (QA_BACKEND=onnx-int8).
-DEFAULT_BACKEND = "onnx"
+#: The backend new indexes of the default model use when ``QA_BACKEND`` is unset. int8 builds about 3x
+#: faster than fp32 and, with its own abstention threshold (0.67, as fp32), answers the bundled questions
+#: identically or better and the RealTime QA held-out slice within a point (docs/benchmarks.md).
+#: ``QA_BACKEND=onnx`` gives fp32 vectors (equal to torch's).
+DEFAULT_BACKEND = "onnx-int8"
 #: Appended to a model name for int8 vectors (not interchangeable with fp32 ones in a manifest).
 INT8_SUFFIX = "@int8"
 #: Texts per forward pass; length-sorted, so padding stays small (64 measured best here).
