@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -353,9 +354,17 @@ def _adjacent(text: str, left_end: int, right_start: int) -> bool:
     return not gap.strip() and "\n\n" not in gap
 
 
-def format_answer(quotes: list[Quote]) -> str:
-    """The answer as plain text: each quote in quotation marks with its citation number."""
-    return "\n\n".join(f"“{collapse_whitespace(q.text)}” [{i}]" for i, q in enumerate(quotes, 1))
+def citation_numbers(quotes: Sequence[Quote]) -> list[int]:
+    """Each quote's citation number: one number per article, in the order articles are first quoted."""
+    numbers: dict[str, int] = {}
+    return [numbers.setdefault(q.article_id, len(numbers) + 1) for q in quotes]
+
+
+def format_answer(quotes: Sequence[Quote]) -> str:
+    """The answer as plain text: each quote in quotation marks with its article's citation number."""
+    return "\n\n".join(
+        f"“{collapse_whitespace(q.text)}” [{n}]" for q, n in zip(quotes, citation_numbers(quotes))
+    )
 
 
 def compose(

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .errors import QAError
-from .settings import debug_from_env, default_articles_dir, default_index_dir, ray_address_from_env
+from .logs import setup_logging
+from .settings import debug_from_env, default_articles_dir, default_index_dir, model_from_env, ray_address_from_env
+from .words import counted
 
 
 class UsageError(QAError):
@@ -39,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: $QA_ARTICLES or articles/)")
     index_opt(p)
     p.add_argument("--full", action="store_true", help="re-embed everything instead of only what changed")
+    p.add_argument("--optimize", action="store_true", help="merge every segment into one (nothing is re-embedded)")
     p.add_argument("--model", default=None, help="sentence-transformers model name or path (default: $QA_MODEL or the bundled all-MiniLM-L6-v2)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="embed on a Ray cluster (needs pip install '.[ray]'); ADDRESS as `ray start --head` prints it, "
@@ -82,7 +85,9 @@ def _emit(data: Any) -> None:
 
 
 def format_answer_text(answer) -> str:
-    """An answer for the terminal: quotes with numbers, then the numbered sources."""
+    """An answer for the terminal: the quotes with citation numbers (one per article), then those articles."""
+    from .answer import citation_numbers
+
     lines = []
     if answer.notice:
         lines.append(f"({answer.notice})")
@@ -91,10 +96,13 @@ def format_answer_text(answer) -> str:
     lines.append(answer.text)
     if answer.quotes:
         lines.append("")
-        for i, q in enumerate(answer.quotes, 1):
+        first = {}
+        for q, n in zip(answer.quotes, citation_numbers(answer.quotes)):
+            first.setdefault(n, q)
+        for n, q in first.items():
             extra = f", {q.published}" if q.published else ""
-            more = f" (+{len(q.also_in)} more sources)" if q.also_in else ""
-            lines.append(f"[{i}] {q.title} — {q.source}{extra}{more}")
+            more = f" (+{counted(len(q.also_in), 'more source')})" if q.also_in else ""
+            lines.append(f"[{n}] {q.title} — {q.source}{extra}{more}")
     return "\n".join(lines)
 
 
@@ -125,7 +133,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         embedder = ray_embedder(args.model, address or ray_address_from_env())
     try:
         report = build_index(paths, _index_dir(args), embedder=embedder, model=args.model, full=args.full,
-                             progress=progress)
+                             optimize=args.optimize, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
@@ -136,18 +144,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         state = "updated" if report.changed else "already up to date"
         print(
-            f"index {report.index_dir}/ {state}: {report.articles} articles, {report.chunks} chunks "
-            f"({report.embedded} embedded, {report.reused} reused, {report.removed} removed) in {report.seconds:.1f}s"
+            f"index {report.index_dir}/ {state}: {counted(report.articles, 'article')}, "
+            f"{counted(report.chunks, 'chunk')} ({report.embedded} embedded, {report.reused} reused, "
+            f"{report.removed} removed) in {report.seconds:.1f}s"
         )
         for line in report.skipped:
-            print(f"skipped: {line}", file=sys.stderr)
+            print(f"qa: skipped {line}", file=sys.stderr)
     return 0
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
     from .bot import Bot
 
-    bot = Bot.load(_index_dir(args), model=os.environ.get("QA_MODEL") or None)
+    bot = Bot.load(_index_dir(args), model=model_from_env())
     answer = bot.ask(args.question, k=args.k)
     if args.json:
         _emit(answer.to_json())
@@ -159,7 +168,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from .bot import AskError, Bot
 
-    bot = Bot.load(_index_dir(args), model=os.environ.get("QA_MODEL") or None)
+    bot = Bot.load(_index_dir(args), model=model_from_env())
     history: list[str] = []
     interactive = sys.stdin.isatty() and not args.json
     failed = 0
@@ -229,7 +238,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     items, problems = read_questions(args.questions)
     for line in problems:
         print(f"qa: skipped {line}", file=sys.stderr)
-    bot = Bot.load(_index_dir(args), model=os.environ.get("QA_MODEL") or None)
+    bot = Bot.load(_index_dir(args), model=model_from_env())
     report = evaluate(bot.ask, items, k=args.k)
     if args.json:
         _emit(report.to_json(items=args.misses))
@@ -238,6 +247,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.misses:
             print("\n" + format_misses(report))
     return 0
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (e.g. captured in tests)
+        pass
 
 
 COMMANDS = {"build": cmd_build, "ask": cmd_ask, "chat": cmd_chat, "info": cmd_info, "eval": cmd_eval}
@@ -250,14 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="qa: %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # Some libraries set their own loggers to DEBUG on import; the handler's level keeps stderr quiet.
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    setup_logging(logging.INFO if args.verbose else logging.WARNING, "qa: %(levelname)s: %(message)s")
     try:
         return COMMANDS[args.command](args)
     except QAError as exc:
@@ -266,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`qa ask ... | head -1`): not an error
+        _drop_stdout()
+        return 0
     except Exception as exc:  # never a traceback to a user; QA_DEBUG=1 shows it
         if debug_from_env():
             raise

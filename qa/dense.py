@@ -61,6 +61,14 @@ class DenseInfo:
     nprobe: int = 0
     recall_at_10: float = 1.0
 
+    def to_json(self) -> dict:
+        """The parameters a manifest records: what was built, not which class built it."""
+        kind = "flat" if self.kind == "IndexFlatIP" else "ivf"
+        out: dict = {"kind": kind, "metric": "inner_product", "rows": self.rows, "recall_at_10": round(self.recall_at_10, 4)}
+        if kind == "ivf":
+            out.update(nlist=self.nlist, nprobe=self.nprobe)
+        return out
+
 
 def nlist_for(rows: int) -> int:
     """Number of IVF lists for ``rows`` vectors: about 4·√rows, a power of two, 64..65536."""
@@ -217,3 +225,30 @@ def search_dense(index, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, n
         faiss.omp_set_num_threads(threads)
     keep = rows[0] >= 0
     return rows[0][keep].astype(np.int64), scores[0][keep]
+
+
+def search_segments(parts, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Search several segments' indexes and merge: global rows and scores of the ``k`` best, best first.
+
+    ``parts`` holds ``(index, rows, deleted)`` per segment: ``rows[local]`` is
+    the global row of a local one, -1 if deleted, and ``deleted`` how many are.
+    Each segment is asked for ``k + deleted`` so that ``k`` live rows survive
+    the filter; flat segments are exact, so the merge equals one flat index
+    over the live rows (ties broken by the lower global row).
+    """
+    found_rows, found_scores = [], []
+    for index, rows, deleted in parts:
+        want = min(int(index.ntotal), k + int(deleted))
+        if want <= 0:
+            continue
+        local, scores = search_dense(index, query_vector, want)
+        mapped = rows[local]
+        live = mapped >= 0
+        found_rows.append(mapped[live])
+        found_scores.append(scores[live])
+    if not found_rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    rows = np.concatenate(found_rows)
+    scores = np.concatenate(found_scores)
+    order = np.lexsort((rows, -scores))[:k]
+    return rows[order].astype(np.int64), scores[order].astype(np.float32)

@@ -1,13 +1,19 @@
-"""BM25 over the chunks, with bm25s; saved as JSON and .npy arrays (no pickle).
+"""BM25 over the chunks: per-segment postings, corpus-wide statistics; JSON and .npy (no pickle).
 
 The same tokenizer (lower case, English stop words, Snowball stems when
 PyStemmer is installed) serves the index, the queries and the sentence scorer.
 
-Each chunk's tokens are saved too (token ids in one flat int32 array plus
-offsets), so a rebuild can hand the previous index to ``Lexical.build`` and
-tokenize only the chunks whose text is new: BM25 statistics are recomputed
-for the whole corpus (they change with every chunk added), the tokenizing,
-which is most of the cost, is not.
+A segment's ``Postings`` hold raw counts only: for each term the chunks
+(local rows) that contain it and how often, plus each chunk's length, as a
+term-major sparse matrix (CSR) in four .npy arrays and the terms in a JSON
+list. Nothing in them depends on the rest of the corpus, so adding a segment
+never rewrites another one. ``Lexical`` scores over any number of segments
+with the statistics of the live chunks of all of them (N, each term's
+document frequency, the average length), so every score equals that of one
+index built over the same live chunks. The formula and parameters are
+bm25s's defaults (the "lucene" variant, k1 = 1.5, b = 0.75), which this
+project used before segments, so scores did not change: a test checks them
+against bm25s.
 """
 
 from __future__ import annotations
@@ -55,137 +61,215 @@ def tokenize(text: str) -> list[str]:
     return stemmer.stemWords(words) if stemmer is not None and words else words
 
 
-_TOKEN_IDS = "qa-token-ids.npy"
-_TOKEN_OFFSETS = "qa-token-offsets.npy"
+#: BM25 parameters (bm25s's defaults, the Lucene variant).
+K1 = 1.5
+B = 0.75
+
+_TERMS = "terms.json"
+_ARRAYS = ("term_ptr", "post_rows", "post_tfs", "lengths")
 
 
-def _tokenizer_tag() -> str:
-    """Names the tokenizer, so saved tokens are reused only by the same one."""
+def tokenizer_tag() -> str:
+    """Names the tokenizer, so postings are only combined with those of the same one."""
     return "words+stopwords" + ("+snowball" if _stemmer() is not None else "")
 
 
-class Lexical:
-    """A BM25 index over chunk texts, rows in chunk order."""
+class Postings:
+    """One segment's BM25 counts: term-major CSR over its chunks (local rows), and chunk lengths.
 
-    def __init__(self, retriever, n_docs: int, token_ids=None, token_offsets=None, tokenizer: str = "") -> None:
-        self._bm25 = retriever
-        self.n_docs = n_docs
-        indptr = np.asarray(retriever.scores["indptr"])
-        self._df = np.diff(indptr)
-        self._token_ids = token_ids
-        self._token_offsets = token_offsets
-        self._tokenizer = tokenizer
+    ``term_ptr[t]:term_ptr[t+1]`` slices ``post_rows`` (the rows holding term
+    ``t``, ascending) and ``post_tfs`` (how often). ``lengths[row]`` is the
+    chunk's token count, at least 1 (an empty chunk counted as one empty token,
+    as bm25s did, so average lengths stay as they were).
+    """
+
+    def __init__(self, terms: list[str], term_ptr, post_rows, post_tfs, lengths) -> None:
+        self.terms = terms
+        self.term_ids = {t: i for i, t in enumerate(terms)}
+        self.term_ptr = term_ptr
+        self.post_rows = post_rows
+        self.post_tfs = post_tfs
+        self.lengths = lengths
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.lengths)
 
     @staticmethod
-    def build(texts: Sequence[str], *, previous: Lexical | None = None, previous_texts: Sequence[str] = ()) -> Lexical:
-        """Index ``texts`` (one per chunk); chunks whose text ``previous`` already holds keep their token ids.
+    def build(texts: Sequence[str]) -> Postings:
+        """Tokenize ``texts`` (one per chunk) and count."""
+        return Postings.from_tokens([tokenize(t) for t in texts])
 
-        ``previous_texts`` are the previous index's chunk texts in its row
-        order. Its vocabulary is kept (ids stay valid), new words are appended.
-        """
-        vocab: dict[str, int] = {"": 0}
-        rows: dict[str, int] = {}
-        ids = offsets = None
-        if previous is not None and previous.can_reuse(previous_texts):
-            vocab = dict(previous._bm25.vocab_dict)
-            ids, offsets = np.asarray(previous._token_ids), np.asarray(previous._token_offsets)
-            rows = {text: row for row, text in enumerate(previous_texts)}
-        docs = []
-        reused = 0
-        for text in texts:
-            row = rows.get(text)
-            if row is not None:
-                docs.append(ids[offsets[row] : offsets[row + 1]].tolist())
-                reused += 1
-            else:
-                docs.append([vocab.setdefault(t, len(vocab)) for t in tokenize(text)])
-        if reused:
-            log.info("BM25: reused the tokens of %d of %d chunks", reused, len(docs))
-        return Lexical._from_ids(docs, vocab)
+    @staticmethod
+    def from_tokens(corpus: Sequence[Sequence[str]]) -> Postings:
+        """Count chunks already tokenized with ``tokenize`` (one token list per chunk)."""
+        vocab: dict[str, int] = {}
+        lengths = np.fromiter((len(doc) for doc in corpus), dtype=np.int64, count=len(corpus))
+        total = int(lengths.sum())
+        term_of = np.fromiter((vocab.setdefault(t, len(vocab)) for doc in corpus for t in doc), dtype=np.int64, count=total)
+        row_of = np.repeat(np.arange(len(corpus), dtype=np.int64), lengths)
+        return Postings._from_pairs(list(vocab), term_of, row_of, np.ones(total, dtype=np.int64),
+                                    np.maximum(lengths, 1))
 
-    def can_reuse(self, texts: Sequence[str]) -> bool:
-        """True if this index saved its tokens, with this tokenizer, for exactly ``len(texts)`` chunks."""
-        return (
-            self._token_ids is not None
-            and self._tokenizer == _tokenizer_tag()
-            and len(texts) == self.n_docs
-            and len(self._token_offsets) == self.n_docs + 1
-        )
+    @staticmethod
+    def _from_pairs(terms: list[str], term_of: np.ndarray, row_of: np.ndarray, counts: np.ndarray,
+                    lengths: np.ndarray) -> Postings:
+        """CSR from (term, row, count) triples; repeated pairs are summed."""
+        n_rows = max(1, len(lengths))
+        key = term_of * n_rows + row_of
+        unique, inverse = np.unique(key, return_inverse=True)
+        tfs = np.bincount(inverse.ravel(), weights=counts, minlength=len(unique)).astype(np.int32)
+        terms_sorted = unique // n_rows
+        term_ptr = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(terms_sorted, minlength=len(terms)), out=term_ptr[1:])
+        return Postings(terms, term_ptr, (unique % n_rows).astype(np.int32), tfs, np.asarray(lengths, dtype=np.int32))
 
-    def tokens_by_text(self, texts: Sequence[str]) -> dict[str, list[str]]:
-        """``text -> tokens`` for this index's chunks, given their texts in row order ({} if not saved or stale)."""
-        if not self.can_reuse(texts):
-            return {}
-        vocab = {i: t for t, i in self._bm25.vocab_dict.items()}
-        ids, offsets = np.asarray(self._token_ids), np.asarray(self._token_offsets)
-        return {text: [vocab[i] for i in ids[offsets[r] : offsets[r + 1]].tolist()] for r, text in enumerate(texts)}
+    @staticmethod
+    def merge(parts: Sequence[tuple[Postings, np.ndarray]]) -> Postings:
+        """One segment's postings from several: ``(postings, keep)`` keeps the local rows ``keep``, in that order."""
+        terms: dict[str, int] = {}
+        term_blocks, row_blocks, tf_blocks, length_blocks = [], [], [], []
+        offset = 0
+        for postings, keep in parts:
+            keep = np.asarray(keep, dtype=np.int64)
+            new_row = np.full(postings.n_docs, -1, dtype=np.int64)
+            new_row[keep] = offset + np.arange(len(keep))
+            term_map = np.fromiter((terms.setdefault(t, len(terms)) for t in postings.terms), dtype=np.int64,
+                                   count=len(postings.terms))
+            ptr = np.asarray(postings.term_ptr)
+            local_terms = np.repeat(np.arange(len(postings.terms), dtype=np.int64), np.diff(ptr))
+            rows = new_row[np.asarray(postings.post_rows, dtype=np.int64)]
+            live = rows >= 0
+            term_blocks.append(term_map[local_terms[live]])
+            row_blocks.append(rows[live])
+            tf_blocks.append(np.asarray(postings.post_tfs, dtype=np.int64)[live])
+            length_blocks.append(np.asarray(postings.lengths)[keep])
+            offset += len(keep)
+        cat = lambda blocks, dtype: np.concatenate(blocks) if blocks else np.zeros(0, dtype=dtype)  # noqa: E731
+        return Postings._from_pairs(list(terms), cat(term_blocks, np.int64), cat(row_blocks, np.int64),
+                                    cat(tf_blocks, np.int64), cat(length_blocks, np.int32))
+
+    def file_names(self) -> list[str]:
+        """The files ``save`` writes, relative to its folder."""
+        return [_TERMS, *(f"{name}.npy" for name in _ARRAYS)]
+
+    def save(self, folder: Path) -> None:
+        """Write the terms (JSON) and the arrays (.npy, allow_pickle=False) into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / _TERMS).write_text(json.dumps(self.terms, ensure_ascii=False), encoding="utf-8")
+        for name in _ARRAYS:
+            np.save(folder / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
+
+    @staticmethod
+    def load(folder: Path, mmap: bool = False) -> Postings:
+        """Open what ``save`` wrote; with ``mmap`` the arrays stay on disk and are paged in on use."""
+        terms = json.loads((folder / _TERMS).read_text(encoding="utf-8"))
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+            raise ValueError("terms")
+        arrays = [np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+                  for name in _ARRAYS]
+        postings = Postings(terms, *arrays)
+        term_ptr, post_rows, post_tfs, lengths = arrays
+        if (
+            term_ptr.shape != (len(terms) + 1,)
+            or post_rows.shape != post_tfs.shape
+            or (len(term_ptr) and (term_ptr[0] != 0 or term_ptr[-1] != len(post_rows)))
+            or lengths.ndim != 1
+            or (len(post_rows) and int(post_rows.max()) >= len(lengths))
+        ):
+            raise ValueError("postings arrays do not agree")
+        return postings
+
+
+class Lexical:
+    """BM25 over the live chunks of one or more segments, scored with corpus-wide statistics.
+
+    ``parts`` pairs each segment's ``Postings`` with ``rows``: the global row
+    of each local row, -1 for a deleted chunk. Global rows run 0..n_docs-1.
+    """
+
+    def __init__(self, parts: Sequence[tuple[Postings, np.ndarray]]) -> None:
+        self._parts = [(p, np.asarray(rows, dtype=np.int64)) for p, rows in parts]
+        self.n_docs = int(sum(int((rows >= 0).sum()) for _, rows in self._parts))
+        total = sum(int(np.asarray(p.lengths, dtype=np.int64)[rows >= 0].sum()) for p, rows in self._parts)
+        self.avg_length = total / self.n_docs if self.n_docs else 1.0
+        # The length part of each chunk's BM25 denominator, fixed for this set of live chunks: computed once here.
+        self._norms = [K1 * ((1 - B) + B * np.asarray(p.lengths, dtype=np.float64) / self.avg_length) for p, _ in self._parts]
+        self._df: dict[str, int] = {}
+
+    @staticmethod
+    def build(texts: Sequence[str]) -> Lexical:
+        """One segment over ``texts`` (one per chunk), every row live."""
+        return Lexical.single(Postings.build(texts))
 
     @staticmethod
     def from_tokens(corpus: Sequence[Sequence[str]]) -> Lexical:
-        """Index chunks already tokenized with ``tokenize`` (one token list per chunk)."""
-        vocab: dict[str, int] = {"": 0}
-        return Lexical._from_ids([[vocab.setdefault(t, len(vocab)) for t in doc] for doc in corpus], vocab)
+        """One segment over chunks already tokenized with ``tokenize``."""
+        return Lexical.single(Postings.from_tokens(corpus))
 
     @staticmethod
-    def _from_ids(ids: list[list[int]], vocab: dict[str, int]) -> Lexical:
-        """Index token ids with our own vocabulary, so bm25s does not tokenize or re-map strings again.
-
-        A chunk with no token gets the empty token (id 0), which matches no query.
-        """
-        import bm25s
-        from bm25s.tokenization import Tokenized
-
-        lengths = np.fromiter((len(doc) for doc in ids), dtype=np.int64, count=len(ids))
-        offsets = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = np.fromiter((i for doc in ids for i in doc), dtype=np.int32, count=int(offsets[-1]))
-        retriever = bm25s.BM25()
-        retriever.index(Tokenized(ids=[doc or [0] for doc in ids] or [[0]], vocab=vocab), show_progress=False)
-        return Lexical(retriever, len(ids), flat, offsets, _tokenizer_tag())
+    def single(postings: Postings) -> Lexical:
+        return Lexical([(postings, np.arange(postings.n_docs, dtype=np.int64))])
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self._bm25.save(str(folder), allow_pickle=False, show_progress=False)
-        meta = {"n_docs": self.n_docs}
-        if self._token_ids is not None:
-            np.save(folder / _TOKEN_IDS, np.asarray(self._token_ids, dtype=np.int32), allow_pickle=False)
-            np.save(folder / _TOKEN_OFFSETS, np.asarray(self._token_offsets, dtype=np.int64), allow_pickle=False)
-            meta["tokenizer"] = self._tokenizer
-        (folder / "qa.json").write_text(json.dumps(meta))
+        """Save a one-segment, all-live index (what ``build`` and ``from_tokens`` make)."""
+        if len(self._parts) != 1 or self.n_docs != self._parts[0][0].n_docs:
+            raise ValueError("only a single segment without deletions can be saved on its own")
+        self._parts[0][0].save(folder)
 
     @staticmethod
     def load(folder: Path, mmap: bool = False) -> Lexical:
-        import bm25s
+        """Open what ``save`` wrote."""
+        return Lexical.single(Postings.load(folder, mmap=mmap))
 
-        retriever = bm25s.BM25.load(str(folder), mmap=mmap, allow_pickle=False, load_corpus=False)
-        meta = json.loads((folder / "qa.json").read_text())
-        ids = offsets = None
-        if (folder / _TOKEN_IDS).is_file() and (folder / _TOKEN_OFFSETS).is_file():
-            mode = "r" if mmap else None
-            ids = np.load(folder / _TOKEN_IDS, mmap_mode=mode, allow_pickle=False)
-            offsets = np.load(folder / _TOKEN_OFFSETS, mmap_mode=mode, allow_pickle=False)
-        return Lexical(retriever, meta["n_docs"], ids, offsets, meta.get("tokenizer", ""))
+    def _postings(self, token: str):
+        """(global rows, term counts, length norms) of the live chunks holding ``token``, per segment."""
+        for (postings, rows), norms in zip(self._parts, self._norms):
+            tid = postings.term_ids.get(token)
+            if tid is None:
+                continue
+            lo, hi = int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
+            local = np.asarray(postings.post_rows[lo:hi], dtype=np.int64)
+            found = rows[local]
+            live = found >= 0
+            yield found[live], np.asarray(postings.post_tfs[lo:hi])[live], norms[local[live]]
+
+    def doc_freq(self, token: str) -> int:
+        """Live chunks that hold ``token``, over all segments."""
+        df = self._df.get(token)
+        if df is None:
+            df = self._df[token] = sum(len(found) for found, _, _ in self._postings(token))
+        return df
 
     def idf(self, token: str) -> float:
         """Inverse document frequency of a (tokenized) term; unknown terms count as rare."""
-        tid = self._bm25.vocab_dict.get(token)
-        df = 0 if tid is None or tid >= len(self._df) else int(self._df[tid])
+        df = self.doc_freq(token)
         return float(np.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5)))
 
     def scores(self, query: str) -> np.ndarray:
-        """BM25 score of every chunk for ``query`` (zeros when no term is known)."""
-        tokens = [t for t in tokenize(query) if t in self._bm25.vocab_dict]
-        if not tokens or self.n_docs == 0:
-            return np.zeros(self.n_docs, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores(tokens), dtype=np.float32)[: self.n_docs]
+        """BM25 score of every live chunk (by global row) for ``query``; zeros when no term is known.
+
+        A term that occurs twice in the query counts twice, as in bm25s.
+        """
+        out = np.zeros(self.n_docs, dtype=np.float64)
+        if self.n_docs == 0:
+            return out.astype(np.float32)
+        for token in tokenize(query):
+            if not self.doc_freq(token):
+                continue
+            idf = self.idf(token)
+            for found, tfs, norms in self._postings(token):
+                tfs = tfs.astype(np.float64)
+                out[found] += idf * tfs / (norms + tfs)
+        return out.astype(np.float32)
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and scores of the ``k`` best chunks, best first; rows with score 0 are left out."""
+        """Rows and scores of the ``k`` best chunks, best first (ties: lower row); rows with score 0 are left out."""
         scores = self.scores(query)
         k = min(k, len(scores))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
+        top = top[np.lexsort((top, -scores[top]))]
         keep = scores[top] > 0
         return top[keep].astype(np.int64), scores[top][keep]

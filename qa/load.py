@@ -8,12 +8,14 @@ reads one file and raises ``LoadError`` with a message naming the file.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import json
 import logging
 import os
 import re
 import stat
+import threading
 import unicodedata
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -68,7 +70,7 @@ def load_paths(
     seen_files: set[str] = set()
 
     def skip(message: str) -> None:
-        logger.warning("skipped %s", message)
+        logger.debug("skipped %s", message)  # the caller shows LoadResult.skipped, once
         skipped.append(message)
 
     for given in paths:
@@ -109,6 +111,38 @@ def load_file(
     return articles
 
 
+def discover_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[str]]:
+    """The files ``load_paths`` would read, in its order (each real file once), and its skip messages for the rest."""
+    files: list[str] = []
+    skipped: list[str] = []
+    seen: set[str] = set()
+
+    def skip(message: str) -> None:
+        logger.warning("skipped %s", message)
+        skipped.append(message)
+
+    for given in paths:
+        if not os.path.lexists(given):
+            raise LoadError(f"{os.fspath(given)} does not exist; check the path")
+        for path in _discover(os.fspath(given), skip):
+            try:  # the same file reached twice (two given paths, a link): once; (device, inode) costs one stat
+                st = os.stat(path)
+                key = f"{st.st_dev}:{st.st_ino}"
+            except OSError:
+                key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                files.append(path)
+    return files, skipped
+
+
+def read_file(
+    path: str, *, max_file_bytes: int = MAX_FILE_BYTES, max_article_chars: int = MAX_ARTICLE_CHARS
+) -> tuple[list[Article], list[str]]:
+    """One file's articles and its per-line skip messages; ``LoadError`` if the whole file is unusable."""
+    return _read(path, max_file_bytes, max_article_chars)
+
+
 def _discover(given: str, skip: Callable[[str], None]) -> Iterator[str]:
     """Yield the files to read for one user-given path, reporting skips via ``skip``."""
     if os.path.isdir(given):
@@ -134,11 +168,13 @@ def _walk(folder: str, root: str, visited: set[str], skip: Callable[[str], None]
         if name.startswith("."):
             logger.debug("ignoring hidden %s", path)
             continue
-        real = os.path.realpath(path)
-        if os.path.islink(path) and os.path.commonpath([root, real]) != root:
+        is_link = os.path.islink(path)
+        real = os.path.realpath(path) if is_link else ""  # resolving every plain file costs an lstat per path part
+        if is_link and os.path.commonpath([root, real]) != root:
             skip(f"{path}: symlink to {real}, outside {root}; not followed")
             continue
         if os.path.isdir(path):
+            real = real or os.path.realpath(path)
             if real in visited:
                 logger.debug("already walked %s", path)
                 continue
@@ -148,7 +184,7 @@ def _walk(folder: str, root: str, visited: set[str], skip: Callable[[str], None]
         elif suffix_of(path) in SUPPORTED_SUFFIXES:
             yield path
         else:
-            logger.debug("ignoring unsupported file %s", path)
+            skip(f"{path}: unsupported file type; use one of {', '.join(SUPPORTED_SUFFIXES)}")
 
 
 def _read(path: str, max_file_bytes: int, max_article_chars: int) -> tuple[list[Article], list[str]]:
@@ -292,6 +328,47 @@ def _pdf_fields(path: str) -> dict[str, str]:
     """Text of every page joined with blank lines, plus title/author from the metadata."""
     import pypdf
 
+    with _pdf_warnings_named(path):
+        return _read_pdf(pypdf, path)
+
+
+@contextlib.contextmanager
+def _pdf_warnings_named(path: str) -> Iterator[None]:
+    """pypdf's own log lines ("EOF marker not found") re-logged with the file they are about."""
+    caught: list[logging.LogRecord] = []
+    handler = _ListHandler(caught)
+    pdf_logger = logging.getLogger("pypdf")
+    with _PDF_LOG_LOCK:
+        propagate = pdf_logger.propagate
+        pdf_logger.addHandler(handler)
+        pdf_logger.propagate = False
+        try:
+            yield
+        except LoadError:
+            for record in caught:  # the skip message says what went wrong; the details are for -v
+                logger.debug("%s: pypdf: %s", path, record.getMessage())
+            raise
+        else:
+            for record in caught:
+                logger.log(record.levelno, "%s: pypdf: %s", path, record.getMessage())
+        finally:
+            pdf_logger.removeHandler(handler)
+            pdf_logger.propagate = propagate
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.WARNING)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_PDF_LOG_LOCK = threading.Lock()
+
+
+def _read_pdf(pypdf: Any, path: str) -> dict[str, str]:
     try:
         reader = pypdf.PdfReader(path)
         if reader.is_encrypted and not reader.decrypt(""):

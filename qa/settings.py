@@ -19,7 +19,17 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, "all-MiniLM-L6-v2", "default", ""})
 
 #: Version of the index folder layout; bump when the files change shape.
-INDEX_FORMAT = "qa-index/1"
+INDEX_FORMAT = "qa-index/2"
+#: Layouts this version recognises but cannot read: loading them says to rebuild with `qa build --full`.
+OLD_INDEX_FORMATS = ("qa-index/1",)
+
+#: Segment merging (tiered by size). A segment's tier is ``floor(log_MERGE_FACTOR(live chunks))``;
+#: when ``MERGE_FACTOR`` segments share a tier they are merged into one (of the next tier up), so an
+#: index of N chunks holds at most about ``(MERGE_FACTOR - 1) * log_MERGE_FACTOR(N)`` segments and
+#: each chunk is rewritten about ``log_MERGE_FACTOR(N)`` times over its life.
+MERGE_FACTOR = 8
+#: A segment whose deleted share reaches this is rewritten without its deleted chunks at the next build.
+PURGE_DELETED_SHARE = 0.5
 
 #: Questions longer than this are cut (with a notice), so a pasted book cannot stall the bot.
 MAX_QUESTION_CHARS = 2_000
@@ -109,3 +119,38 @@ class ChunkSettings:
             "overlap_tokens": self.overlap_tokens,
             "title_tokens": self.title_tokens,
         }
+
+
+#: Default upload limit of the web chat, in megabytes (``QA_MAX_UPLOAD_MB``).
+DEFAULT_MAX_UPLOAD_MB = 20.0
+
+
+def model_from_env() -> str | None:
+    """``$QA_MODEL`` when set (the index must have been built with it), else None: use the index's own model."""
+    return (os.environ.get("QA_MODEL") or "").strip() or None
+
+
+def auth_from_env() -> list[tuple[str, str]] | None:
+    """``$QA_AUTH`` as ``[(user, password), ...]`` (``user:password[,user2:password2]``); None when unset."""
+    value = os.environ.get("QA_AUTH") or ""
+    if not value.strip():
+        return None
+    pairs = []
+    for item in value.split(","):
+        user, sep, password = item.strip().partition(":")
+        if not sep or not user or not password:
+            raise SettingsError("QA_AUTH must look like user:password (several separated by commas)")
+        pairs.append((user, password))
+    return pairs
+
+
+def max_upload_bytes_from_env() -> int:
+    """The web chat's upload limit in bytes from ``$QA_MAX_UPLOAD_MB`` (default 20 MB)."""
+    value = (os.environ.get("QA_MAX_UPLOAD_MB") or "").strip()
+    try:
+        mb = float(value) if value else DEFAULT_MAX_UPLOAD_MB
+    except ValueError:
+        mb = math.nan
+    if not math.isfinite(mb) or mb <= 0:
+        raise SettingsError(f"QA_MAX_UPLOAD_MB must be a positive number of megabytes such as 20, not {value!r}")
+    return int(mb * 1_000_000)

@@ -1,21 +1,33 @@
-"""The index folder: save it atomically, load it with checks, search it.
+"""The index folder: write segments and commit them atomically; load them with checks.
 
-Layout (every data file carries the build id, so two builds never share a name)::
+Layout (names carry ids, so two builds never write the same name)::
 
     index/
-      manifest.json            written last, atomically; names everything below
-      articles-<id>.jsonl      one Article per line (cleaned text, metadata)
-      chunks-<id>.jsonl        one Chunk per line, in vector order
-      vectors-<id>.npy         float32 [chunks, dim], L2-normalised (allow_pickle=False)
-      dense-<id>.faiss         FAISS inner-product index over those vectors
-      bm25-<id>/               bm25s arrays (.npy) and vocabulary (.json)
+      manifest.json                 written last, atomically; names everything below
+      seg-<segment>/                one immutable segment, written once by the build that made it
+        articles.jsonl              its articles (cleaned text, metadata)
+        chunks.jsonl                its chunks, in vector order (local rows)
+        vectors.npy                 float32 [chunks, dim], L2-normalised (allow_pickle=False)
+        dense.faiss                 FAISS inner-product index over those vectors
+        terms.json, term_ptr.npy, post_rows.npy, post_tfs.npy, lengths.npy
+                                    BM25 postings (counts only; see qa/lexical.py)
+      deleted-<segment>-<build>.npy local rows of that segment whose articles were removed or changed
 
-A reader opens ``manifest.json`` first and only the files it names, so it sees
-the old index or the new one, never a mix. Files no manifest names are removed
-by the next build, after its manifest is in place. Readers take no lock; one
-that loses the race with a commit starts again on the new manifest. Builds take
-``.lock`` (``flock``); a second build stops with ``IndexBusy``. Why each step is
-there, and the tests that kill builds to prove it: docs/reliability.md.
+The manifest lists the segments in order, each with its counts, the dense
+index's parameters (kind, nlist, nprobe, measured recall) and its deletion file;
+every live article with its segment and first row; every source file read,
+with its size, mtime_ns and sha256 (so a build skips unchanged files without
+reading them); and every data file's size and sha256. A build writes only new
+files (a segment, deletion lists), fsyncs them, then replaces ``manifest.json``
+(temp file, fsync, ``os.replace``, fsync of the folder); files no manifest
+names are removed after that. A reader opens the manifest first and only the
+files it names, so it sees the old index or the new one, never a mix; one that
+loses the race with a commit starts again on the new manifest. Builds take
+``.lock`` (``flock``); a second build stops with ``IndexBusy``.
+
+This module only writes and reads: ``qa.build`` builds the FAISS indexes and the
+BM25 postings and decides what goes into which segment. Why each step is there,
+and the tests that kill builds to prove it: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -30,25 +43,39 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .dense import DenseInfo, read_dense, search_segments, write_dense
 from .errors import QAError
-from .dense import make_dense, read_dense, search_dense, write_dense
-from .lexical import Lexical
+from .lexical import B, K1, Lexical, Postings, tokenizer_tag
 from .records import Article, Chunk, sha256_file
-from .settings import INDEX_FORMAT, ChunkSettings
+from .settings import INDEX_FORMAT, OLD_INDEX_FORMATS, ChunkSettings
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-_OWN_FILE = re.compile(r"^(articles|chunks|vectors|dense|bm25)-[0-9a-f]{12}(\.jsonl|\.npy|\.faiss)?$|^manifest\.json\..*\.tmp$")
-_SUFFIX = {"articles": ".jsonl", "chunks": ".jsonl", "vectors": ".npy", "dense": ".faiss", "bm25": ""}
+_ID = "[0-9a-f]{12}"
+#: Names this package writes at the top of an index folder (older layouts' names included, so a
+#: rebuild removes them); nothing else there is ever deleted.
+_OWN_FILE = re.compile(
+    rf"^seg-{_ID}$|^deleted-{_ID}-{_ID}\.npy$|^manifest\.json\..*\.tmp$"
+    rf"|^(articles|chunks|vectors|dense|bm25)-{_ID}(\.jsonl|\.npy|\.faiss)?$"
+)
+_SEGMENT = re.compile(rf"^seg-({_ID})$")
+#: The files of one segment, by what they hold.
+SEGMENT_FILES = {
+    "articles": "articles.jsonl",
+    "chunks": "chunks.jsonl",
+    "vectors": "vectors.npy",
+    "dense": "dense.faiss",
+    "postings": "terms.json",  # and the arrays Postings.file_names() lists
+}
 #: How often ``load_index`` starts again when a build commits while it reads.
 LOAD_ATTEMPTS = 5
 
@@ -70,6 +97,39 @@ class IndexBusy(QAError):
 
 
 @dataclass(frozen=True)
+class SegmentEntry:
+    """One segment as the manifest names it."""
+
+    id: str
+    articles: int
+    chunks: int
+    deleted: int
+    deletions: str
+    dense: dict[str, Any]
+
+    @property
+    def folder(self) -> str:
+        return f"seg-{self.id}"
+
+    @property
+    def live(self) -> int:
+        return self.chunks - self.deleted
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "folder": self.folder,
+            "articles": self.articles,
+            "chunks": self.chunks,
+            "deleted": self.deleted,
+            "deletions": self.deletions or None,
+            # What the segment holds, so a later version can add kinds (sentence vectors, say) beside them.
+            "holds": {**SEGMENT_FILES, "postings": Postings([], *[np.zeros(0)] * 4).file_names()},
+            "dense": self.dense,
+        }
+
+
+@dataclass(frozen=True)
 class Manifest:
     """The parsed ``manifest.json``."""
 
@@ -83,7 +143,14 @@ class Manifest:
     files: dict[str, dict[str, Any]]
     counts: dict[str, int]
     versions: dict[str, str]
+    segments: tuple[SegmentEntry, ...]
+    sources: dict[str, dict[str, Any]]
     raw: dict[str, Any]
+
+
+def new_id() -> str:
+    """A fresh 12-hex-digit id for a segment or a build."""
+    return uuid.uuid4().hex[:12]
 
 
 def _fsync_path(path: Path) -> None:
@@ -94,26 +161,18 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _file_entries(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of every file under the given names (folders are walked)."""
-    entries: dict[str, dict[str, Any]] = {}
-    for name in names:
-        path = folder / name
-        paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for p in paths:
-            _fsync_path(p)
-            rel = p.relative_to(folder).as_posix()
-            entries[rel] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-        if path.is_dir():
-            _fsync_path(path)
-    return entries
+def _file_entry(path: Path) -> dict[str, Any]:
+    st = path.stat()
+    return {"bytes": st.st_size, "sha256": sha256_file(path), "mtime_ns": st.st_mtime_ns}
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict[str, str]:
+    """Versions of the libraries that write index files (0.2 s the first time: metadata is read from disk)."""
     from importlib import metadata
 
     out = {}
-    for dist in ("qa", "faiss-cpu", "numpy", "bm25s", "sentence-transformers", "torch", "langchain-text-splitters"):
+    for dist in ("qa", "faiss-cpu", "numpy", "bm25s", "PyStemmer", "sentence-transformers", "torch", "langchain-text-splitters"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out
@@ -158,106 +217,127 @@ def _write_jsonl(path: Path, rows) -> None:
             fh.write("\n")
 
 
-def save_index(
-    folder: Path,
-    *,
-    articles: list[Article],
-    chunks: list[Chunk],
-    vectors: np.ndarray,
-    model: str,
-    chunking: ChunkSettings,
-    lexical: Lexical | None = None,
-    previous: Index | None = None,
-) -> Manifest:
-    """Write a new index generation into ``folder`` and commit it by replacing the manifest.
+class IndexWriter:
+    """One build's writes: new segments and deletion lists first, then the manifest that names them.
 
-    The caller holds ``writer_lock(folder)``. Data files are written and fsynced
-    under new names first; the manifest is replaced last (temp file, fsync,
-    ``os.replace``, fsync of the folder); then files no manifest names are removed.
-    ``previous`` (the loaded index being replaced) saves work: BM25 keeps the
-    tokens of the chunks it already holds, an IVF keeps its centroids; search
-    scores come out as a fresh build's.
+    The caller holds ``writer_lock(folder)``. Until ``commit`` the old manifest
+    rules and readers never look at the new files; ``abort`` (or a failed
+    commit) removes them so a full disk gets its space back.
     """
-    if len(chunks) != len(vectors):
-        raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-    folder.mkdir(parents=True, exist_ok=True)
-    build_id = uuid.uuid4().hex[:12]
-    names = {
-        "articles": f"articles-{build_id}.jsonl",
-        "chunks": f"chunks-{build_id}.jsonl",
-        "vectors": f"vectors-{build_id}.npy",
-        "dense": f"dense-{build_id}.faiss",
-        "bm25": f"bm25-{build_id}",
-    }
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    tmp = folder / f"{MANIFEST}.{build_id}.tmp"
-    try:
-        raw = _write_generation(folder, build_id, names, articles, chunks, vectors, model, chunking, lexical, previous)
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(raw, fh, ensure_ascii=False, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, folder / MANIFEST)  # the commit point: atomic, so it happened or it did not
-    except BaseException:
-        # Not committed: the old manifest still rules. Remove this build's files now
-        # (the next build would also remove them) so a full disk gets its space back.
-        _remove_paths(folder, [*names.values(), tmp.name])
-        raise
-    try:
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.build_id = new_id()
+        self._new: list[str] = []
+        self._entries: dict[str, dict[str, Any]] = {}
+        self._wrote_segment = False
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write_segment(
+        self,
+        *,
+        articles: Sequence[Article],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        dense,
+        dense_info: DenseInfo,
+        postings: Postings,
+    ) -> SegmentEntry:
+        """Write one segment's files (built by the caller) and fsync them; return its manifest entry."""
+        if len(chunks) != len(vectors) or postings.n_docs != len(chunks) or dense.ntotal != len(chunks):
+            raise ValueError(f"{len(chunks)} chunks, {len(vectors)} vectors, {postings.n_docs} postings rows")
+        seg_id = new_id()
+        folder = self.folder / f"seg-{seg_id}"
+        self._new.append(folder.name)
+        self._wrote_segment = True
+        folder.mkdir()
+        _write_jsonl(folder / SEGMENT_FILES["articles"], (a.to_json() for a in articles))
+        _write_jsonl(folder / SEGMENT_FILES["chunks"], (c.to_json() for c in chunks))
+        np.save(folder / SEGMENT_FILES["vectors"], np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+        write_dense(dense, folder / SEGMENT_FILES["dense"])
+        postings.save(folder)
+        for path in sorted(folder.iterdir()):
+            _fsync_path(path)
+            self._entries[f"{folder.name}/{path.name}"] = _file_entry(path)
         _fsync_path(folder)
-    except OSError as exc:  # committed already; only durability across a power cut is in doubt
-        log.warning("could not fsync %s after the commit: %s", folder, exc)
-    log.info("committed index %s: %d articles, %d chunks", build_id, len(articles), len(chunks))
-    remove_unreferenced(folder, raw)
-    return _parse_manifest(raw, folder)
+        return SegmentEntry(seg_id, len(articles), len(chunks), 0, "", dense_info.to_json())
 
+    def write_deletions(self, segment: SegmentEntry, rows: np.ndarray) -> SegmentEntry:
+        """Record that ``rows`` (local, sorted, all deleted so far) of ``segment`` are gone; a new file each time."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        if not len(rows):
+            return SegmentEntry(segment.id, segment.articles, segment.chunks, 0, "", segment.dense)
+        name = f"deleted-{segment.id}-{self.build_id}.npy"
+        self._new.append(name)
+        np.save(self.folder / name, rows, allow_pickle=False)
+        _fsync_path(self.folder / name)
+        self._entries[name] = _file_entry(self.folder / name)
+        return SegmentEntry(segment.id, segment.articles, segment.chunks, len(rows), name, segment.dense)
 
-def _write_generation(
-    folder: Path,
-    build_id: str,
-    names: dict[str, str],
-    articles: list[Article],
-    chunks: list[Chunk],
-    vectors: np.ndarray,
-    model: str,
-    chunking: ChunkSettings,
-    lexical: Lexical | None,
-    previous: Index | None = None,
-) -> dict[str, Any]:
-    """Write and fsync the data files of one generation; return its manifest (not yet written)."""
-    _write_jsonl(folder / names["articles"], (a.to_json() for a in articles))
-    _write_jsonl(folder / names["chunks"], (c.to_json() for c in chunks))
-    np.save(folder / names["vectors"], vectors, allow_pickle=False)
-    dense = make_dense(vectors, previous=previous.dense if previous is not None else None)
-    write_dense(dense, folder / names["dense"])
-    if lexical is None:
-        lexical = Lexical.build(
-            [c.text for c in chunks],
-            previous=previous.lexical if previous is not None else None,
-            previous_texts=[c.text for c in previous.chunks] if previous is not None else (),
-        )
-    lexical.save(folder / names["bm25"])
-    files = _file_entries(folder, list(names.values()))
-    _fsync_path(folder)  # the new names are durable before a manifest can point at them
+    def commit(
+        self,
+        *,
+        previous: Manifest | None,
+        model: str,
+        dim: int,
+        chunking: ChunkSettings,
+        segments: Sequence[SegmentEntry],
+        articles: Sequence[dict[str, Any]],
+        sources: dict[str, dict[str, Any]],
+    ) -> Manifest:
+        """Replace the manifest with one naming ``segments``: the commit point. Then remove unreferenced files."""
+        files: dict[str, dict[str, Any]] = {}
+        old_files = previous.files if previous is not None else {}
+        for segment in segments:
+            for rel, entry in {**old_files, **self._entries}.items():
+                if rel.startswith(segment.folder + "/") or rel == segment.deletions:
+                    files[rel] = entry
+        raw = {
+            "format": INDEX_FORMAT,
+            "build_id": self.build_id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "model": {"name": model, "dim": int(dim), "normalized": True, "metric": "inner_product"},
+            "chunking": {"splitter": "langchain RecursiveCharacterTextSplitter", **chunking.to_json()},
+            "lexical": {"kind": "bm25", "variant": "lucene", "k1": K1, "b": B, "tokenizer": tokenizer_tag()},
+            "segments": [s.to_json() for s in segments],
+            "counts": {
+                "articles": len(articles),
+                "chunks": sum(s.live for s in segments),
+                "segments": len(segments),
+                "deleted_chunks": sum(s.deleted for s in segments),
+            },
+            "articles": list(articles),
+            "sources": sources,
+            "files": files,
+            # Who wrote the segments: measured when this build wrote one, else the previous manifest's.
+            "versions": dict(_versions()) if self._wrote_segment or previous is None else dict(previous.versions),
+        }
+        tmp = self.folder / f"{MANIFEST}.{self.build_id}.tmp"
+        try:
+            _fsync_path(self.folder)  # the new names are durable before a manifest can point at them
+            text = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))  # dumps: C encoder; dump is pure Python
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.folder / MANIFEST)  # the commit point: atomic, so it happened or it did not
+        except BaseException:
+            _remove_paths(self.folder, [tmp.name])
+            raise
+        self._new = []
+        try:
+            _fsync_path(self.folder)
+        except OSError as exc:  # committed already; only durability across a power cut is in doubt
+            log.warning("could not fsync %s after the commit: %s", self.folder, exc)
+        log.info("committed index %s: %d segments, %d articles, %d chunks", self.build_id, len(segments),
+                 len(articles), raw["counts"]["chunks"])
+        remove_unreferenced(self.folder, raw)
+        return _parse_manifest(raw, self.folder)
 
-    per_article: dict[str, int] = {}
-    for chunk in chunks:
-        per_article[chunk.article_id] = per_article.get(chunk.article_id, 0) + 1
-    return {
-        "format": INDEX_FORMAT,
-        "build_id": build_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "model": {"name": model, "dim": int(vectors.shape[1]), "normalized": True, "metric": "inner_product"},
-        "chunking": {"splitter": "langchain RecursiveCharacterTextSplitter", **chunking.to_json()},
-        "dense": {"kind": type(dense).__name__, "file": names["dense"]},
-        "names": names,
-        "counts": {"articles": len(articles), "chunks": len(chunks)},
-        "articles": [
-            {"id": a.id, "sha256": a.sha256, "source": a.source, "chunks": per_article.get(a.id, 0)} for a in articles
-        ],
-        "files": files,
-        "versions": _versions(),
-    }
+    def abort(self) -> None:
+        """Remove what this build wrote (nothing names it); the old manifest still rules."""
+        _remove_paths(self.folder, self._new)
+        self._new = []
 
 
 def _remove_paths(folder: Path, names: list[str]) -> None:
@@ -270,6 +350,16 @@ def _remove_paths(folder: Path, names: list[str]) -> None:
                 path.unlink()
 
 
+def _referenced(raw: dict[str, Any]) -> set[str]:
+    keep: set[str] = set()
+    for segment in raw.get("segments") or []:
+        if isinstance(segment, dict):
+            keep.add(f"seg-{segment.get('id')}")
+            if segment.get("deletions"):
+                keep.add(str(segment["deletions"]))
+    return keep
+
+
 def remove_unreferenced(folder: Path, raw: dict[str, Any] | None = None) -> list[str]:
     """Delete data files of older or torn builds (only names this package writes)."""
     if raw is None:
@@ -277,7 +367,9 @@ def remove_unreferenced(folder: Path, raw: dict[str, Any] | None = None) -> list
             raw = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return []
-    keep = set((raw.get("names") or {}).values())
+        if not isinstance(raw, dict) or raw.get("format") != INDEX_FORMAT:
+            return []
+    keep = _referenced(raw)
     removed = sorted(p.name for p in folder.iterdir() if p.name not in keep and _OWN_FILE.match(p.name))
     _remove_paths(folder, removed)
     if removed:
@@ -285,30 +377,56 @@ def remove_unreferenced(folder: Path, raw: dict[str, Any] | None = None) -> list
     return removed
 
 
-def _check_names(raw: dict[str, Any]) -> None:
-    """The manifest may only name this build's own files inside the folder, each with a checksum."""
-    build_id = str(raw["build_id"])
-    names = raw["names"]
+def _segments(raw: dict[str, Any]) -> tuple[SegmentEntry, ...]:
+    """The manifest's segments, each naming only its own files inside the folder, each with a checksum."""
     files = raw["files"]
-    if not isinstance(names, dict) or set(names) != set(_SUFFIX) or not isinstance(files, dict):
-        raise ValueError("names")
-    for kind, name in names.items():
-        if name != f"{kind}-{build_id}{_SUFFIX[kind]}" or not _OWN_FILE.match(name):
-            raise ValueError(f"names.{kind}")
-        if not any(rel == name or rel.startswith(name + "/") for rel in files):
-            raise ValueError(f"files lacks {name}")
+    if not isinstance(raw["segments"], list) or not isinstance(files, dict):
+        raise ValueError("segments")
+    out = []
+    for i, seg in enumerate(raw["segments"]):
+        seg_id = str(seg["id"])
+        if not re.fullmatch(_ID, seg_id) or seg.get("folder", f"seg-{seg_id}") != f"seg-{seg_id}":
+            raise ValueError(f"segments[{i}].id")
+        deletions = seg.get("deletions") or ""
+        if deletions and not re.fullmatch(rf"deleted-{seg_id}-{_ID}\.npy", deletions):
+            raise ValueError(f"segments[{i}].deletions")
+        entry = SegmentEntry(seg_id, int(seg["articles"]), int(seg["chunks"]), int(seg["deleted"]), deletions,
+                             dict(seg["dense"]))
+        needed = [f"{entry.folder}/{SEGMENT_FILES[k]}" for k in ("articles", "chunks", "vectors", "dense")]
+        needed += [f"{entry.folder}/{n}" for n in Postings([], *[np.zeros(0)] * 4).file_names()]
+        needed += [deletions] if deletions else []
+        for rel in needed:
+            if rel not in files:
+                raise ValueError(f"files lacks {rel}")
+        if bool(deletions) != bool(entry.deleted) or not 0 <= entry.deleted <= entry.chunks:
+            raise ValueError(f"segments[{i}].deleted")
+        out.append(entry)
+    allowed = {s.folder for s in out} | {s.deletions for s in out if s.deletions}
     for rel, entry in files.items():
         parts = rel.split("/")
-        if parts[0] not in names.values() or ".." in parts or "" in parts or len(parts) > 2:
+        top = parts[0] if len(parts) == 2 else rel
+        if top not in allowed or ".." in parts or "" in parts or len(parts) > 2:
             raise ValueError(f"files.{rel}")
         if not isinstance(entry, dict) or not isinstance(entry.get("bytes"), int) or not isinstance(entry.get("sha256"), str):
             raise ValueError(f"files.{rel}")
+    if len({s.id for s in out}) != len(out):
+        raise ValueError("segments repeat")
+    return tuple(out)
+
+
+def _dense_summary(segments: Sequence[SegmentEntry]) -> str:
+    kinds = [str(s.dense.get("kind", "?")) for s in segments]
+    if not kinds:
+        return "empty"
+    return ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds))) + f" ({len(kinds)} segment{'s' * (len(kinds) != 1)})"
 
 
 def _parse_manifest(raw: dict[str, Any], folder: Path) -> Manifest:
     try:
-        _check_names(raw)
-        if not isinstance(raw["articles"], list):
+        if not re.fullmatch(_ID, str(raw["build_id"])):
+            raise ValueError("build_id")
+        segments = _segments(raw)
+        if not isinstance(raw["articles"], list) or not isinstance(raw.get("sources", {}), dict):
             raise ValueError("articles")
         return Manifest(
             build_id=str(raw["build_id"]),
@@ -320,14 +438,16 @@ def _parse_manifest(raw: dict[str, Any], folder: Path) -> Manifest:
                 overlap_tokens=int(raw["chunking"]["overlap_tokens"]),
                 title_tokens=int(raw["chunking"].get("title_tokens", 0)),
             ),
-            dense_kind=str(raw["dense"]["kind"]),
+            dense_kind=_dense_summary(segments),
             articles=tuple(raw["articles"]),
             files=dict(raw["files"]),
             counts={k: int(v) for k, v in raw["counts"].items()},
             versions=dict(raw.get("versions", {})),
+            segments=segments,
+            sources=dict(raw.get("sources", {})),
             raw=raw,
         )
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise IndexInvalid(f"{folder}/{MANIFEST} is incomplete or altered ({exc}): run `qa build --full`") from None
 
 
@@ -340,29 +460,68 @@ def read_manifest(folder: Path) -> Manifest:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise IndexInvalid(f"{path} is unreadable ({type(exc).__name__}): run `qa build --full`") from None
-    if not isinstance(raw, dict) or raw.get("format") != INDEX_FORMAT:
-        found = raw.get("format") if isinstance(raw, dict) else None
+    found = raw.get("format") if isinstance(raw, dict) else None
+    if found in OLD_INDEX_FORMATS:
+        raise IndexInvalid(
+            f"{folder}/ holds an index in an older layout ({found}); rebuild it with `qa build --full`"
+        )
+    if found != INDEX_FORMAT:
         raise IndexInvalid(
             f"{folder}/ holds an index of format {found!r}, this version reads {INDEX_FORMAT!r}: run `qa build --full`"
         )
     return _parse_manifest(raw, folder)
 
 
-def verify_files(folder: Path, manifest: Manifest, *, checksums: bool = True) -> None:
-    """Check that every file the manifest names is there, with its size (and sha256)."""
+def _check_file(folder: Path, rel: str, entry: dict[str, Any], checksums: bool) -> None:
+    path = folder / rel
+    try:
+        # A file can vanish between these steps when a build commits meanwhile: that too is IndexInvalid,
+        # so load_index starts again with the new manifest.
+        if not path.is_file():
+            raise IndexInvalid(f"{folder}/ is missing {rel}, which its manifest names: run `qa build --full`")
+        st = path.stat()
+        if st.st_size != entry["bytes"]:
+            raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `qa build --full`")
+        unchanged = checksums == "changed" and entry.get("mtime_ns") == st.st_mtime_ns
+        if checksums and not unchanged and sha256_file(path) != entry["sha256"]:
+            raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `qa build --full`")
+    except OSError as exc:
+        raise IndexInvalid(f"{folder}/{rel} cannot be read ({exc.strerror or exc}): run `qa build --full`") from None
+
+
+def verify_files(folder: Path, manifest: Manifest, *, checksums: bool | str = True) -> None:
+    """Check that every file the manifest names is there, with its size (and sha256).
+
+    ``checksums="changed"`` hashes only files whose mtime differs from the one
+    recorded at write time (what a build does before it trusts a segment: a
+    file rewritten in place gets a new mtime). Loading hashes everything.
+    """
     for rel, entry in manifest.files.items():
-        path = folder / rel
-        try:
-            # A file can vanish between these steps when a build commits meanwhile: that too is IndexInvalid,
-            # so load_index starts again with the new manifest.
-            if not path.is_file():
-                raise IndexInvalid(f"{folder}/ is missing {rel}, which its manifest names: run `qa build --full`")
-            if path.stat().st_size != entry["bytes"]:
-                raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `qa build --full`")
-            if checksums and sha256_file(path) != entry["sha256"]:
-                raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `qa build --full`")
-        except OSError as exc:
-            raise IndexInvalid(f"{folder}/{rel} cannot be read ({exc.strerror or exc}): run `qa build --full`") from None
+        _check_file(folder, rel, entry, checksums)
+
+
+def live_rows(manifest: Manifest) -> dict[str, np.ndarray]:
+    """Per segment, which local rows the manifest's live articles hold (a boolean mask); ValueError if they overlap."""
+    masks = {s.id: np.zeros(s.chunks, dtype=bool) for s in manifest.segments}
+    for entry in manifest.articles:
+        mask = masks[str(entry["segment"])]
+        row, count = int(entry["row"]), int(entry["chunks"])
+        if row < 0 or count < 0 or row + count > len(mask) or mask[row : row + count].any():
+            raise ValueError(f"article {entry.get('id')} rows")
+        mask[row : row + count] = True
+    return masks
+
+
+def verify_deletions(folder: Path, manifest: Manifest) -> None:
+    """Each segment's deletion list holds exactly the rows no live article holds (cheap: no records are read)."""
+    try:
+        masks = live_rows(manifest)
+        for seg in manifest.segments:
+            deleted = np.load(folder / seg.deletions, allow_pickle=False) if seg.deletions else np.zeros(0, np.int64)
+            if not np.array_equal(np.flatnonzero(~masks[seg.id]), np.asarray(deleted, dtype=np.int64)):
+                raise ValueError(seg.id)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `qa build --full`") from None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -370,26 +529,97 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
-class Index:
-    """A loaded index generation: records, vectors, the FAISS and BM25 indexes."""
+@dataclass
+class Segment:
+    """One loaded segment: its records, vectors, FAISS index and postings, and which rows are deleted."""
 
-    def __init__(
-        self,
-        folder: Path,
-        manifest: Manifest,
-        articles: dict[str, Article],
-        chunks: list[Chunk],
-        vectors: np.ndarray,
-        dense,
-        lexical: Lexical,
-    ) -> None:
+    entry: SegmentEntry
+    articles: list[Article]
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    dense: Any
+    postings: Postings
+    deleted: np.ndarray
+
+
+def read_segment(folder: Path, entry: SegmentEntry, *, records: bool = True) -> Segment:
+    """Open one segment's files (vectors and FAISS memory-mapped); ``records=False`` skips the JSONL."""
+    base = folder / entry.folder
+    articles = [Article.from_json(r) for r in _read_jsonl(base / SEGMENT_FILES["articles"])] if records else []
+    chunks = [Chunk.from_json(r) for r in _read_jsonl(base / SEGMENT_FILES["chunks"])] if records else []
+    vectors = np.load(base / SEGMENT_FILES["vectors"], mmap_mode="r", allow_pickle=False)
+    dense = read_dense(base / SEGMENT_FILES["dense"])
+    postings = Postings.load(base, mmap=True)
+    deleted = (
+        np.load(folder / entry.deletions, allow_pickle=False) if entry.deletions else np.zeros(0, dtype=np.int64)
+    )
+    return Segment(entry, articles, chunks, vectors, dense, postings, np.asarray(deleted))
+
+
+class RowVectors:
+    """The live chunks' vectors by global row, read from each segment's memory-mapped file on use."""
+
+    def __init__(self, segments: Sequence[Segment], seg_of: np.ndarray, local_of: np.ndarray, dim: int) -> None:
+        self._vectors = [s.vectors for s in segments]
+        self._seg_of = seg_of
+        self._local_of = local_of
+        self.shape = (len(seg_of), dim)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows):
+        if isinstance(rows, (int, np.integer)):
+            return np.asarray(self._vectors[self._seg_of[rows]][self._local_of[rows]], dtype=np.float32)
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
+        segs = self._seg_of[rows]
+        for seg in np.unique(segs).tolist():
+            where = segs == seg
+            local = self._local_of[rows[where]]
+            order = np.argsort(local, kind="stable")  # read each file in ascending order
+            block = np.empty((len(local), self.shape[1]), dtype=np.float32)
+            block[order] = self._vectors[seg][local[order]]
+            out[where] = block
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        return self[:].astype(dtype or np.float32, copy=False)
+
+
+class Index:
+    """A loaded index generation: the live articles and chunks of all its segments, searchable as one.
+
+    Rows are global: the live chunks of the first segment, then the second's, and
+    so on. ``chunks[row]``, ``vectors[row]``, ``dense_search`` and ``lexical``
+    all use them.
+    """
+
+    def __init__(self, folder: Path, manifest: Manifest, segments: list[Segment]) -> None:
         self.folder = folder
         self.manifest = manifest
-        self.articles = articles
-        self.chunks = chunks
-        self.vectors = vectors
-        self.dense = dense
-        self.lexical = lexical
+        self.segments = segments
+        order = [a["id"] for a in manifest.articles]
+        by_id = {a.id: a for s in segments for a in s.articles}
+        self.articles: dict[str, Article] = {i: by_id[i] for i in order}
+        self.chunks: list[Chunk] = []
+        seg_of, local_of, dense_parts, lexical_parts = [], [], [], []
+        for number, seg in enumerate(segments):
+            live = np.ones(seg.entry.chunks, dtype=bool)
+            live[seg.deleted] = False
+            local = np.flatnonzero(live)
+            rows = np.full(seg.entry.chunks, -1, dtype=np.int64)
+            rows[local] = len(self.chunks) + np.arange(len(local))
+            self.chunks.extend(seg.chunks[i] for i in local.tolist())
+            seg_of.append(np.full(len(local), number, dtype=np.int64))
+            local_of.append(local)
+            dense_parts.append((seg.dense, rows, seg.entry.deleted))
+            lexical_parts.append((seg.postings, rows))
+        cat = lambda a: np.concatenate(a) if a else np.zeros(0, dtype=np.int64)  # noqa: E731
+        self.vectors = RowVectors(segments, cat(seg_of), cat(local_of), manifest.dim)
+        self._dense_parts = dense_parts
+        self.lexical = Lexical(lexical_parts)
 
     @property
     def build_id(self) -> str:
@@ -399,11 +629,11 @@ class Index:
         return self.articles[chunk.article_id]
 
     def dense_search(self, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and cosine scores of the ``k`` nearest chunks."""
+        """Global rows and cosine scores of the ``k`` nearest live chunks, over every segment."""
         k = min(k, len(self.chunks))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        return search_dense(self.dense, query_vector, k)
+        return search_segments(self._dense_parts, query_vector, k)
 
 
 def load_index(folder: Path, *, model: str | None = None, checksums: bool = True) -> Index:
@@ -438,25 +668,51 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, checks
             f"run `qa build --full` to rebuild it with {model!r}, or use {manifest.model!r}"
         )
     verify_files(folder, manifest, checksums=checksums)
-    names = manifest.raw["names"]
     try:
-        articles = [Article.from_json(row) for row in _read_jsonl(folder / names["articles"])]
-        chunks = [Chunk.from_json(row) for row in _read_jsonl(folder / names["chunks"])]
-        vectors = np.load(folder / names["vectors"], mmap_mode="r", allow_pickle=False)
-        dense = read_dense(folder / names["dense"])
-        lexical = Lexical.load(folder / names["bm25"], mmap=True)
-    except Exception as exc:  # noqa: BLE001 - json, numpy, faiss and bm25s each raise their own kinds
+        segments = [read_segment(folder, entry) for entry in manifest.segments]
+    except Exception as exc:  # noqa: BLE001 - json, numpy and faiss each raise their own kinds
         raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `qa build --full`") from None
-    by_id = {a.id: a for a in articles}
-    if (
-        len(chunks) != manifest.counts.get("chunks")
-        or len(articles) != manifest.counts.get("articles")
-        or vectors.dtype != np.float32
-        or vectors.shape != (len(chunks), manifest.dim)
-        or dense.ntotal != len(chunks)
-        or dense.d != manifest.dim
-        or lexical.n_docs != len(chunks)
-        or any(c.article_id not in by_id or by_id[c.article_id].text[c.start : c.end] != c.text for c in chunks)
-    ):
+    if not _agrees(manifest, segments):
         raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `qa build --full`")
-    return Index(folder, manifest, by_id, chunks, vectors, dense, lexical)
+    return Index(folder, manifest, segments)
+
+
+def _agrees(manifest: Manifest, segments: list[Segment]) -> bool:
+    """Every count, shape and span matches the manifest, and the deletion lists match its live articles."""
+    if len(manifest.articles) != manifest.counts.get("articles") or len(
+        {a["id"] for a in manifest.articles}
+    ) != len(manifest.articles):
+        return False
+    if sum(s.entry.live for s in segments) != manifest.counts.get("chunks"):
+        return False
+    try:
+        masks = live_rows(manifest)
+    except (ValueError, KeyError, TypeError):
+        return False
+    wanted = {a["id"]: a for a in manifest.articles}
+    found = 0
+    for seg in segments:
+        e = seg.entry
+        by_id = {a.id: a for a in seg.articles}
+        if (
+            len(seg.chunks) != e.chunks
+            or len(seg.articles) != e.articles
+            or seg.vectors.dtype != np.float32
+            or seg.vectors.shape != (e.chunks, manifest.dim)
+            or seg.dense.ntotal != e.chunks
+            or seg.dense.d != manifest.dim
+            or seg.postings.n_docs != e.chunks
+            or len(seg.deleted) != e.deleted
+            or not np.array_equal(np.flatnonzero(~masks[e.id]), np.asarray(seg.deleted, dtype=np.int64))
+            or any(c.article_id not in by_id or by_id[c.article_id].text[c.start : c.end] != c.text for c in seg.chunks)
+        ):
+            return False
+        for article_id in by_id:
+            entry = wanted.get(article_id)
+            if entry is None or entry["segment"] != e.id:
+                continue
+            found += 1
+            row, count = int(entry["row"]), int(entry["chunks"])
+            if any(c.article_id != article_id for c in seg.chunks[row : row + count]):
+                return False
+    return found == len(manifest.articles)

@@ -16,17 +16,21 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import quote as url_quote
 from urllib.parse import unquote
 
 import gradio as gr
 
+from .answer import citation_numbers
 from .errors import QAError
+from .folder import FolderError, Removed
 from .load import SUPPORTED_SUFFIXES
-from .manage import Library, ManageError, NoIndex, RebuildStatus
+from .manage import Library, NoIndex, RebuildStatus
 from .records import Answer
+from .sentences import collapse_whitespace
+from .words import counted
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ BUNDLED_EXAMPLES = (
 )
 
 _REF_PREFIX = "#qa-src="
+#: The Articles tab shows at most this many rows; the filter finds the others.
+MAX_TABLE_ROWS = 300
 _SHOWN_QUESTION_CHARS = 2_000
 # Markdown that could make a link, an image, code or emphasis is backslash-escaped; < > & go to html.escape.
 _MD_PUNCT = re.compile(r"([\\`*_\[\]~|#$])")
@@ -88,7 +94,29 @@ CSS = """
 .qa-doc-body {white-space: pre-wrap; line-height: 1.6; margin-top: .6rem; padding: 0 0 1rem; max-height: 560px; overflow-y: auto;
   position: relative}
 .qa-doc-body mark.qa-hit {background: #fde68a; color: inherit; padding: .1rem .15rem; border-radius: .2rem}
-#qa-table .virtual-row, #qa-table .virtual-row * {font-family: var(--font) !important}
+.qa-table-scroll {max-height: 360px; overflow-y: auto; border: 1px solid var(--border-color-primary);
+  border-radius: var(--radius-lg)}
+table.qa-articles {width: 100%; border-collapse: collapse; table-layout: fixed; font-size: .9rem;
+  margin: 0 !important; border: 0 !important}
+table.qa-articles th, table.qa-articles td, table.qa-articles tr {border-left: 0 !important; border-right: 0 !important;
+  border-top: 0 !important}
+table.qa-articles th {position: sticky; top: 0; background: var(--background-fill-secondary); text-align: left;
+  font-weight: 600}
+table.qa-articles th, table.qa-articles td {padding: .45rem .6rem; border-bottom: 1px solid var(--border-color-primary);
+  vertical-align: top; overflow-wrap: anywhere}
+table.qa-articles .qa-col-date {width: 7.5rem}
+table.qa-articles .qa-col-passages {width: 5.5rem; text-align: right; white-space: nowrap}
+table.qa-articles td.qa-col-source {color: var(--body-text-color-subdued)}
+.qa-table-more, .qa-table-empty {color: var(--body-text-color-subdued); font-size: .85rem; padding: .4rem 0}
+@media (max-width: 640px) {
+  table.qa-articles thead {display: none}
+  table.qa-articles tr {display: grid; grid-template-columns: 1fr auto; column-gap: .8rem;
+    border-bottom: 1px solid var(--border-color-primary); padding: .45rem .6rem}
+  table.qa-articles td {display: block; width: auto !important; padding: 0; border: 0; text-align: left !important}
+  table.qa-articles td.qa-col-title {grid-column: 1 / -1; font-weight: 600}
+  table.qa-articles td.qa-col-source {grid-column: 1 / -1; font-size: .8rem}
+  table.qa-articles td.qa-col-passages::after {content: " " attr(data-unit)}
+}
 #qa-chat a[href^="#qa-src="] {color: var(--color-accent); text-decoration: none; font-weight: 600}
 #qa-chat a[href^="#qa-src="]:hover {text-decoration: underline}
 #qa-chat blockquote {margin: .3rem 0; border-left: 3px solid var(--color-accent); padding-left: .7rem}
@@ -102,6 +130,15 @@ def launch_options() -> dict[str, Any]:
 
 # -- formatting -------------------------------------------------------------------------------
 
+#: What the status line says during each stage of a rebuild.
+STAGES = {
+    "model": "Loading the model",
+    "load": "Reading articles",
+    "chunk": "Cutting articles into passages",
+    "embed": "Embedding new passages",
+    "save": "Saving the index",
+}
+
 
 def md_text(text: str) -> str:
     """``text`` made inert for Gradio's Markdown: link, image, code and emphasis syntax escaped,
@@ -111,17 +148,13 @@ def md_text(text: str) -> str:
     return html.escape(text, quote=False)
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def source_ref(article_id: str, start: int, end: int) -> str:
     """The link target of a citation: which article and which span to highlight."""
     return f"{_REF_PREFIX}{url_quote(article_id, safe='')}:{int(start)}:{int(end)}"
 
 
 def answer_messages(answer: Answer) -> list[gr.ChatMessage]:
-    """The chat messages for one answer: the quotes with citations, then the sources."""
+    """The chat messages for one answer: the quotes with citations (one number per article), then the sources."""
     lines = []
     if answer.notice:
         lines.append(f"_{md_text(answer.notice)}_")
@@ -130,15 +163,14 @@ def answer_messages(answer: Answer) -> list[gr.ChatMessage]:
     if answer.abstained or not answer.quotes:
         lines.append(md_text(answer.text))
         return [gr.ChatMessage(content="\n\n".join(lines))]
-    numbers: dict[str, int] = {}
+    numbers = citation_numbers(answer.quotes)
     first = {}
-    for q in answer.quotes:
-        n = numbers.setdefault(q.article_id, len(numbers) + 1)
-        first.setdefault(q.article_id, q)
-        lines.append(f"> “{md_text(_one_line(q.text))}” [\\[{n}\\]]({source_ref(q.article_id, q.start, q.end)})")
+    for q, n in zip(answer.quotes, numbers):
+        first.setdefault(n, q)
+        ref = source_ref(q.article_id, q.start, q.end)
+        lines.append(f"> “{md_text(collapse_whitespace(q.text))}” [\\[{n}\\]]({ref})")
     sources = []
-    for article_id, n in numbers.items():
-        q = first[article_id]
+    for n, q in first.items():
         parts = [md_text(q.source)]
         if q.published:
             parts.append(md_text(q.published))
@@ -146,12 +178,11 @@ def answer_messages(answer: Answer) -> list[gr.ChatMessage]:
             parts.append(f"by {md_text(q.author)}")
         if q.also_in:
             parts.append(f"also in {md_text(', '.join(q.also_in))}")
-        link = f"[{md_text(_one_line(q.title))}]({source_ref(q.article_id, q.start, q.end)})"
+        link = f"[{md_text(collapse_whitespace(q.title))}]({source_ref(q.article_id, q.start, q.end)})"
         sources.append(f"**\\[{n}\\]** {link}  \n{' · '.join(parts)}")
-    title = f"Sources · {len(numbers)} article{'s' if len(numbers) != 1 else ''}"
     return [
         gr.ChatMessage(content="\n\n".join(lines)),
-        gr.ChatMessage(content="\n\n".join(sources), metadata={"title": title}),
+        gr.ChatMessage(content="\n\n".join(sources), metadata={"title": f"Sources · {counted(len(first), 'article')}"}),
     ]
 
 
@@ -181,9 +212,45 @@ def article_html(library: Library, ref: str) -> str:
     )
 
 
+def no_index_text(library: Library) -> str:
+    """Why there is no index yet and what to do, for the chat and the status line."""
+    status = library.status()
+    if status.running:
+        step = f", {status.done}/{status.total}" if status.total > 1 else ""
+        stage = STAGES.get(status.stage, "Starting").lower()
+        return f"The index is being built ({stage}{step}); ask again in a moment."
+    text = (
+        "No index yet: add articles in the Articles tab (upload files or paste a text), "
+        f"or put them in {library.articles_dir}/ and run qa build."
+    )
+    return f"{text} Last attempt: {failure_text(status)}" if status.state == "failed" else text
+
+
+def failure_text(status: RebuildStatus) -> str:
+    """Why the last rebuild failed, in one sentence."""
+    if status.unexpected:
+        return f"The rebuild failed ({status.error}). The server log has the details."
+    return f"The rebuild failed: {status.error}."
+
+
+def report_text(status: RebuildStatus) -> str:
+    """What the last finished rebuild did, in one line; "" before the first one."""
+    report = status.report
+    if report is None:
+        return ""
+    skipped = f" Skipped {counted(len(report.skipped), 'file')}: " + "; ".join(report.skipped) if report.skipped else ""
+    counts = f"{counted(report.articles, 'article')}, {counted(report.chunks, 'passage')}"
+    if not report.changed:
+        return f"The index is up to date: {counts}.{skipped}"
+    return (
+        f"Index updated in {report.seconds:.1f}s: {counts} ({report.embedded} embedded, "
+        f"{report.reused} reused, {report.removed} removed).{skipped}"
+    )
+
+
 def status_html(library: Library) -> str:
-    """One line on the index; a progress bar while a rebuild runs."""
-    status: RebuildStatus = library.status()
+    """One line on the index; a progress bar while a rebuild runs; what the last rebuild did."""
+    status = library.status()
     if status.running:
         count = f" {status.done}/{status.total}" if status.total > 1 else ""
         bar = (
@@ -191,28 +258,193 @@ def status_html(library: Library) -> str:
             if status.total > 1
             else "<progress></progress>"
         )
-        return f'<div class="qa-running">{html.escape(status.stage_label)}…{count}</div>{bar}'
+        label = STAGES.get(status.stage, "Updating the index")
+        return f'<div class="qa-running">{html.escape(label)}…{count}</div>{bar}'
     bot = library.bot
     if bot is None:
         css = "qa-failed" if status.state == "failed" else "qa-empty"
-        return f'<span class="{css}">{html.escape(library.no_index_message())}</span>'
+        return f'<span class="{css}">{html.escape(no_index_text(library))}</span>'
     counts = bot.index.manifest.counts
     line = (
-        f"{counts.get('articles', 0)} articles, {counts.get('chunks', 0)} passages · "
+        f"{counted(counts.get('articles', 0), 'article')}, {counted(counts.get('chunks', 0), 'passage')} · "
         f"index {html.escape(str(library.index_dir))}/ · model {html.escape(bot.index.manifest.model)}"
     )
     if status.state == "failed":
-        line += f'<br><span class="qa-failed">{html.escape(status.message)}</span>'
+        keep = " The current index keeps answering."
+        line += f'<br><span class="qa-failed">{html.escape(failure_text(status) + keep)}</span>'
+    elif status.state == "done" and status.report is not None and status.report.changed:
+        line += f'<br><span class="qa-report">{html.escape(report_text(status))}</span>'
     return line
 
 
-def _table(library: Library) -> list[list[Any]]:
-    return [[r.title, r.source, r.published or "", r.chunks] for r in library.articles()]
+def article_table(library: Library, query: str = "", limit: int = MAX_TABLE_ROWS) -> str:
+    """The Articles tab's table as escaped HTML: title, source, date ("-" when none), passages.
+
+    ``query`` keeps the rows whose title or source contains it (any case); at most ``limit`` rows are
+    shown, with a line saying how many more there are. On a narrow screen each row becomes a small card.
+    """
+    rows = library.articles()
+    needle = collapse_whitespace(query or "").lower()
+    if needle:
+        rows = [r for r in rows if needle in r.title.lower() or needle in r.source.lower()]
+    if not rows:
+        empty = "No article matches the filter." if needle else "No articles indexed yet."
+        return f'<div class="qa-table-empty">{empty}</div>'
+    body = "".join(
+        "<tr>"
+        f'<td class="qa-col-title">{html.escape(r.title)}</td>'
+        f'<td class="qa-col-source">{html.escape(r.source)}</td>'
+        f'<td class="qa-col-date">{html.escape(r.published or "-")}</td>'
+        f'<td class="qa-col-passages" data-unit="{"passage" if r.chunks == 1 else "passages"}">{r.chunks}</td>'
+        "</tr>"
+        for r in rows[:limit]
+    )
+    more = (
+        f'<div class="qa-table-more">Showing {limit:,} of {len(rows):,}; type in the filter to find the others.</div>'
+        if len(rows) > limit
+        else ""
+    )
+    return (
+        '<div class="qa-table-scroll"><table class="qa-articles"><thead><tr><th class="qa-col-title">Title</th>'
+        '<th class="qa-col-source">Source</th><th class="qa-col-date">Date</th>'
+        f'<th class="qa-col-passages">Passages</th></tr></thead><tbody>{body}</tbody></table></div>{more}'
+    )
 
 
-def _notice(lines: Sequence[str], failed: bool = False) -> str:
+def notice_html(lines: Sequence[str], failed: bool = False) -> str:
+    """The Articles tab's message after an upload, paste, removal or undo."""
     body = "<br>".join(html.escape(line) for line in lines)
     return f'<span class="qa-failed">{body}</span>' if failed else body
+
+
+# -- the handlers -----------------------------------------------------------------------------
+
+
+class Handlers:
+    """What each control of the page does, one small method per event, all on one ``Library``."""
+
+    def __init__(self, library: Library) -> None:
+        self.library = library
+
+    def respond(self, message: str, chat: list, asked: list[str]) -> Iterator[tuple[list, list[str], str]]:
+        """Show the question at once, then the answer (or why there is none)."""
+        chat = list(chat or [])
+        question = (message or "").strip()
+        shown = question if len(question) <= _SHOWN_QUESTION_CHARS else question[:_SHOWN_QUESTION_CHARS] + "…"
+        chat.append(gr.ChatMessage(role="user", content=md_text(shown)))
+        chat.append(gr.ChatMessage(content="", metadata={"title": "Searching the articles…", "status": "pending"}))
+        yield chat, asked, ""
+        try:
+            answer = self.library.ask(question, asked)
+        except NoIndex:
+            chat[-1] = gr.ChatMessage(content=md_text(no_index_text(self.library)))
+        except QAError as exc:
+            chat[-1] = gr.ChatMessage(content=md_text(str(exc)))
+        except Exception as exc:  # never a traceback in the page; the log has it
+            log.exception("answering %r failed", question[:80])
+            chat[-1] = gr.ChatMessage(
+                content=md_text(f"Sorry, answering failed ({type(exc).__name__}). The server log has the details.")
+            )
+        else:
+            chat[-1:] = answer_messages(answer)
+            asked = [*asked, answer.question]
+        yield chat, asked, ""
+
+    def filter_table(self, query: str) -> str:
+        """The table of articles whose title or source contains ``query``."""
+        return article_table(self.library, query)
+
+    def open_source(self, evt: gr.EventData) -> str:
+        """The article a clicked citation names, for the viewer."""
+        data = evt._data if isinstance(evt._data, dict) else {}
+        return article_html(self.library, str(data.get("ref", "")))
+
+    def api_ask(self, question: str, history: list[str] | None = None, k: int = 3) -> dict:
+        """Answer a question with exact quotes from the articles; the same JSON as `qa ask --json`."""
+        try:
+            return self.library.ask(question, history or [], k=max(1, min(int(k), 20))).to_json()
+        except NoIndex:
+            raise gr.Error(no_index_text(self.library), print_exception=False) from None
+        except QAError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+
+    def refresh(self, seen: int, query: str = "") -> tuple:
+        """The status line; the table and file list too when a rebuild finished since ``seen``."""
+        status = self.library.status()
+        changed = status.generation != seen
+        files = gr.update(choices=self.library.files(), value=None) if changed else gr.skip()
+        table = article_table(self.library, query) if changed else gr.skip()
+        return status_html(self.library), table, files, gr.Timer(active=status.running), status.generation
+
+    def _after(self, messages: list[str], *, changed: bool, failed: bool) -> tuple[str, str, gr.Timer]:
+        """Rebuild if the folder changed; the notice, the status line and the timer that follows the rebuild."""
+        if changed:
+            self.library.rebuild()
+        return notice_html(messages, failed), status_html(self.library), gr.Timer(active=self.library.status().running)
+
+    def add_files(self, paths: list[str] | None) -> tuple:
+        """Save uploaded files into the articles folder and rebuild if any was new."""
+        if not paths:
+            return (None, *self._after(["Choose one or more files first."], changed=False, failed=True))
+        messages, added, failed = [], 0, False
+        for path in paths:
+            try:
+                saved = self.library.folder.save_upload(path)
+            except FolderError as exc:
+                messages.append(str(exc))
+                failed = True
+                continue
+            if saved.added:
+                messages.append(f"Added {saved.path.name}.")
+                added += 1
+            else:
+                messages.append(f"{saved.path.name} is already in the articles folder; nothing changed.")
+        return (None, *self._after(messages, changed=added > 0, failed=failed))
+
+    def add_text(self, title: str, text: str) -> tuple:
+        """Save a pasted article and rebuild."""
+        try:
+            saved = self.library.folder.save_text(title, text)
+        except FolderError as exc:
+            return (gr.skip(), gr.skip(), *self._after([str(exc)], changed=False, failed=True))
+        if not saved.added:
+            note = f"{saved.path.name} is already in the articles folder; nothing changed."
+            return ("", "", *self._after([note], changed=False, failed=False))
+        return ("", "", *self._after([f"Added {saved.path.name}."], changed=True, failed=False))
+
+    def remove_file(self, rel: str | None) -> tuple:
+        """Move the chosen file to the trash, rebuild, and offer an undo."""
+        try:
+            removed = self.library.folder.remove(rel or "")
+        except FolderError as exc:
+            return (*self._after([str(exc)], changed=False, failed=True), gr.skip(), gr.skip())
+        note = f"Removed {removed.rel} (moved to {self.library.articles_dir}/.trash/; Undo puts it back)."
+        return (*self._after([note], changed=True, failed=False), removed, gr.update(visible=True))
+
+    def undo_remove(self, removed: Removed | None) -> tuple:
+        """Put the last removed file back and rebuild."""
+        if removed is None:
+            return (*self._after(["Nothing to undo."], changed=False, failed=True), None, gr.update(visible=False))
+        try:
+            path = self.library.folder.restore(removed)
+        except FolderError as exc:
+            return (*self._after([str(exc)], changed=False, failed=True), None, gr.update(visible=False))
+        return (*self._after([f"Restored {path.name}."], changed=True, failed=False), None, gr.update(visible=False))
+
+    def rebuild_now(self) -> tuple:
+        """Rebuild on request (after files were changed by hand)."""
+        return self._after(["Rebuild requested."], changed=True, failed=False)
+
+
+def check_question(message: str) -> None:
+    """Stop an empty question at once, before the chat shows it or the bot is asked."""
+    if not (message or "").strip():
+        raise gr.Error("Type a question about the articles first.", duration=4, title="No question", print_exception=False)
+
+
+def example_text(sample: list[str]) -> str:
+    """The question of a clicked example."""
+    return sample[0]
 
 
 # -- the app ----------------------------------------------------------------------------------
@@ -222,91 +454,7 @@ def build_app(
     library: Library, *, examples: Sequence[str] = BUNDLED_EXAMPLES, title: str = "Ask the articles"
 ) -> gr.Blocks:
     """The Gradio app for ``library``: a chat tab and an articles tab, plus the ``ask`` API."""
-
-    def respond(message: str, chat: list, asked: list[str]):
-        chat = list(chat or [])
-        question = (message or "").strip()
-        if not question:
-            gr.Warning("Type a question about the articles first.")
-            yield chat, asked, message
-            return
-        shown = question if len(question) <= _SHOWN_QUESTION_CHARS else question[:_SHOWN_QUESTION_CHARS] + "…"
-        chat.append(gr.ChatMessage(role="user", content=md_text(shown)))
-        chat.append(gr.ChatMessage(content="", metadata={"title": "Searching the articles…", "status": "pending"}))
-        yield chat, asked, ""
-        try:
-            answer = library.ask(question, asked)
-        except QAError as exc:
-            chat[-1] = gr.ChatMessage(content=md_text(str(exc)))
-            yield chat, asked, ""
-            return
-        except Exception as exc:  # never a traceback in the page; the log has it
-            log.exception("answering %r failed", question[:80])
-            chat[-1] = gr.ChatMessage(
-                content=md_text(f"Sorry, answering failed ({type(exc).__name__}). The server log has the details.")
-            )
-            yield chat, asked, ""
-            return
-        yield chat[:-1] + answer_messages(answer), [*asked, answer.question], ""
-
-    def open_source(evt: gr.EventData) -> str:
-        data = evt._data if isinstance(evt._data, dict) else {}
-        return article_html(library, str(data.get("ref", "")))
-
-    def api_ask(question: str, history: list[str] | None = None, k: int = 3) -> dict:
-        """Answer a question with exact quotes from the articles; the same JSON as `qa ask --json`."""
-        try:
-            return library.ask(question, history or [], k=max(1, min(int(k), 20))).to_json()
-        except QAError as exc:
-            raise gr.Error(str(exc)) from None
-
-    def refresh(seen: int):
-        status = library.status()
-        files = gr.update(choices=library.files(), value=None) if status.generation != seen else gr.skip()
-        table = _table(library) if status.generation != seen else gr.skip()
-        return status_html(library), table, files, gr.Timer(active=status.running), status.generation
-
-    def after_change(messages: list[str], changed: bool, failed: bool):
-        if changed:
-            library.rebuild()
-            messages.append("Updating the index in the background; the chat keeps answering meanwhile.")
-        return (
-            _notice(messages, failed and not changed),
-            status_html(library),
-            gr.Timer(active=library.status().running),
-        )
-
-    def add_files(paths: list[str] | None):
-        messages, saved, failed = [], 0, False
-        for path in paths or []:
-            try:
-                target = library.save_upload(path)
-                messages.append(f"Added {target.name}.")
-                saved += 1
-            except ManageError as exc:
-                messages.append(str(exc))
-                failed = True
-        if not paths:
-            messages.append("Choose one or more files first.")
-        return (None, *after_change(messages, saved > 0, failed or not paths))
-
-    def add_text(title_in: str, text: str):
-        try:
-            target = library.save_text(title_in, text)
-        except ManageError as exc:
-            return (gr.skip(), gr.skip(), *after_change([str(exc)], False, True))
-        return ("", "", *after_change([f"Added {target.name}."], True, False))
-
-    def remove_file(rel: str | None):
-        try:
-            target = library.remove(rel or "")
-        except ManageError as exc:
-            return after_change([str(exc)], False, True)
-        return after_change([f"Removed {target.name}."], True, False)
-
-    def rebuild_now():
-        return after_change(["Rebuild requested."], True, False)
-
+    on = Handlers(library)
     with gr.Blocks(title=f"{title} · qa", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             f"# {title}\nAnswers are exact sentences quoted from your articles. "
@@ -316,6 +464,7 @@ def build_app(
         status = gr.HTML(status_html(library), elem_classes="qa-status", elem_id="qa-status")
         asked = gr.State([])
         seen = gr.State(-1)
+        last_removed = gr.State(None)
         timer = gr.Timer(1.0, active=False)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"), gr.Row(equal_height=False):
@@ -348,60 +497,58 @@ def build_app(
                 with gr.Column(scale=2, min_width=300):
                     viewer = gr.HTML(VIEWER_PLACEHOLDER, elem_id="qa-viewer", js_on_load=_VIEWER_JS, padding=False)
             with gr.Tab("Articles", id="articles"):
-                table = gr.Dataframe(
-                    headers=["Title", "Source", "Date", "Passages"],
-                    value=_table(library),
-                    datatype=["str", "str", "str", "number"],
-                    interactive=False,
-                    wrap=True,
-                    type="array",
-                    label="Articles in the index",
-                    elem_id="qa-table",
-                    max_height=360,
-                    column_widths=["46%", "36%", "10%", "8%"],
-                    show_search="search",
+                table_filter = gr.Textbox(
+                    placeholder="Filter by title or source",
+                    show_label=False,
+                    max_lines=1,
+                    elem_id="qa-table-filter",
                 )
+                table = gr.HTML(article_table(library), elem_id="qa-table", padding=False)
                 notice = gr.HTML("", elem_classes="qa-notice", elem_id="qa-notice")
                 with gr.Row(equal_height=False):
-                    with gr.Column():
+                    with gr.Column(min_width=260):
                         upload = gr.File(
                             label=f"Upload articles ({', '.join(SUPPORTED_SUFFIXES)})",
                             file_count="multiple",
                             type="filepath",
                             elem_id="qa-upload",
                         )
-                    with gr.Column():
+                    with gr.Column(min_width=260):
                         paste_title = gr.Textbox(label="Or paste an article: title", elem_id="qa-paste-title")
                         paste_text = gr.Textbox(label="Text", lines=5, max_lines=12, elem_id="qa-paste-text")
                         paste = gr.Button("Add text", elem_id="qa-paste")
-                with gr.Row():
+                with gr.Row(elem_id="qa-manage"):
                     pick = gr.Dropdown(
-                        choices=library.files(), label=f"Files in {library.articles_dir}/", scale=4, elem_id="qa-files"
+                        choices=library.files(),
+                        label=f"Files in {library.articles_dir}/",
+                        scale=4,
+                        min_width=240,
+                        elem_id="qa-files",
                     )
-                    remove = gr.Button("Remove file", variant="stop", scale=1, elem_id="qa-remove")
-                    rebuild = gr.Button("Rebuild now", scale=1, elem_id="qa-rebuild")
+                    with gr.Column(scale=1, min_width=140):
+                        remove = gr.Button("Remove file", variant="stop", elem_id="qa-remove")
+                        undo = gr.Button("Undo remove", visible=False, elem_id="qa-undo")
+                        rebuild = gr.Button("Rebuild now", elem_id="qa-rebuild")
 
+        quiet = {"api_visibility": "private", "show_progress": "hidden"}
         chat_io = {"inputs": [box, chatbot, asked], "outputs": [chatbot, asked, box], "api_visibility": "private"}
-        box.submit(respond, **chat_io)
-        ask.click(respond, **chat_io)
+        for trigger in (box.submit, ask.click):
+            # its own lane: an empty question never waits behind answers being computed
+            trigger(check_question, box, None, concurrency_limit=None, **quiet).success(on.respond, **chat_io)
         if examples:
-            samples.click(lambda sample: sample[0], samples, box, api_visibility="private").then(respond, **chat_io)
-        chatbot.clear(list, None, asked, api_visibility="private")
-        viewer.open_source(open_source, None, viewer, api_visibility="private", show_progress="hidden")
-        gr.api(api_ask, api_name="ask")
+            samples.click(example_text, samples, box, **quiet).then(on.respond, **chat_io)
+        chatbot.clear(list, None, asked, **quiet)
+        viewer.open_source(on.open_source, None, viewer, **quiet)
+        gr.api(on.api_ask, api_name="ask")
 
-        refresh_io = {
-            "outputs": [status, table, pick, timer, seen],
-            "api_visibility": "private",
-            "show_progress": "hidden",
-        }
-        demo.load(refresh, inputs=seen, **refresh_io)
-        timer.tick(refresh, inputs=seen, **refresh_io)
+        refresh_io = {"inputs": [seen, table_filter], "outputs": [status, table, pick, timer, seen]}
+        demo.load(on.refresh, **refresh_io, **quiet)
+        timer.tick(on.refresh, **refresh_io, **quiet)
+        table_filter.input(on.filter_table, table_filter, table, trigger_mode="always_last", **quiet)
         change_out = [notice, status, timer]
-        upload.upload(add_files, upload, [upload, *change_out], api_visibility="private")
-        paste.click(
-            add_text, [paste_title, paste_text], [paste_title, paste_text, *change_out], api_visibility="private"
-        )
-        remove.click(remove_file, pick, change_out, api_visibility="private")
-        rebuild.click(rebuild_now, None, change_out, api_visibility="private")
+        upload.upload(on.add_files, upload, [upload, *change_out], **quiet)
+        paste.click(on.add_text, [paste_title, paste_text], [paste_title, paste_text, *change_out], **quiet)
+        remove.click(on.remove_file, pick, [*change_out, last_removed, undo], **quiet)
+        undo.click(on.undo_remove, last_removed, [*change_out, last_removed, undo], **quiet)
+        rebuild.click(on.rebuild_now, None, change_out, **quiet)
     return demo

@@ -1,12 +1,18 @@
-"""Shared fixtures: a fast tier with the hash embedder, a real tier with the bundled model.
+"""Shared fixtures and helpers: a fast tier with the hash embedder, a real tier with the bundled model.
 
 The real model and the index of the bundled articles are built once per session.
+Tiers (markers, registered in pyproject.toml with ``--strict-markers``): ``real``
+(the bundled model), ``browser`` (headless Chromium), ``slow`` (subprocesses, the
+load test, the SIGKILL series), ``ray``. The fast tier is
+``-m "not real and not browser and not slow"``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
+import stat
 from pathlib import Path
 
 import pytest
@@ -15,6 +21,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLES = ROOT / "articles"
+TROOPS = "How many troops did North Korea send to Russia?"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (never a fixed one: other servers run on this machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def writable_copy(dst: Path) -> Path:
+    """A copy of the bundled articles at ``dst`` that the test may change."""
+    shutil.copytree(ARTICLES, dst)
+    for path in dst.iterdir():
+        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    return dst
 
 
 @pytest.fixture
@@ -27,9 +49,7 @@ def hash_embedder():
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     """A copy of the bundled articles in a folder the test may change."""
-    folder = tmp_path / "articles"
-    shutil.copytree(ARTICLES, folder)
-    return folder
+    return writable_copy(tmp_path / "articles")
 
 
 @pytest.fixture

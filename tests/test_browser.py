@@ -1,6 +1,6 @@
 """The web chat in a real headless Chromium (Debian's /usr/bin/chromium) against the real app.
 
-One server per module (``app.serve``, the function ``python app.py`` runs) on a
+One server per module (``qa.web.serve``, what ``python app.py`` runs) on a
 free port, with a copy of the bundled articles, a fresh index and the real model.
 ``QA_SCREENSHOT=1`` saves docs/screenshot.png of a real answer with its source open.
 """
@@ -14,7 +14,9 @@ from urllib.parse import urlparse
 
 import pytest
 from playwright.sync_api import expect
-from test_ui_api import ROOT, TROOPS, free_port, load_app, writable_copy
+from conftest import ROOT, TROOPS, free_port, writable_copy
+
+from qa.web import serve
 
 pytestmark = [pytest.mark.real, pytest.mark.browser]
 
@@ -54,7 +56,7 @@ def server(tmp_path_factory, real_embedder):
     cwd = os.getcwd()
     os.chdir(root)  # relative folders, as with `python app.py`, so sources read "articles/..."
     try:
-        demo, library = load_app().serve(
+        demo, library = serve(
             Path("articles"),
             Path("index"),
             server_name="127.0.0.1",
@@ -64,7 +66,7 @@ def server(tmp_path_factory, real_embedder):
         )
         try:
             status = library.wait(180)
-            assert library.bot is not None, status.message
+            assert library.bot is not None, status.error
             yield {"url": f"http://127.0.0.1:{port}/", "library": library, "root": root}
         finally:
             demo.close()
@@ -236,3 +238,129 @@ def test_hostile_article_stays_text(page, server, tmp_path):
     assert page.locator("#qa-chat img, #qa-viewer img, #qa-table img").count() == 0
     hosts = {urlparse(u).hostname for u in page.requests if not u.startswith(("data:", "blob:"))}
     assert hosts <= {"127.0.0.1"}, hosts
+
+
+# -- what a new user hit (issue 12) ---------------------------------------------------------------
+
+
+def _status(page) -> str:
+    return page.locator("#qa-status").inner_text()
+
+
+def test_narrow_screen_keeps_the_articles_tab_readable(browser, server):
+    context = browser.new_context(viewport={"width": 400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT)
+    try:
+        page.goto(server["url"])
+        page.wait_for_selector("#qa-question textarea")
+        page.get_by_role("tab", name="Articles").click()
+        page.wait_for_selector("#qa-table td.qa-col-passages")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 400  # nothing sticks out sideways
+        line = page.evaluate("parseFloat(getComputedStyle(document.querySelector('#qa-table td')).lineHeight)")
+        for cell in page.locator("#qa-table td.qa-col-date, #qa-table td.qa-col-passages").all():
+            box = cell.bounding_box()
+            assert box["height"] < 1.6 * line, f"{cell.inner_text()!r} wraps over {box['height']:.0f}px"
+            assert box["x"] + box["width"] <= 400
+        unit = page.evaluate(
+            "getComputedStyle(document.querySelector('#qa-table td.qa-col-passages'), '::after').content"
+        )
+        assert unit in ('" passages"', '" passage"'), unit  # the unit shows where the header is hidden
+        assert page.locator("#qa-files").bounding_box()["width"] >= 300  # the file list is not squeezed
+        for name in ("Remove file", "Rebuild now"):
+            assert page.get_by_role("button", name=name).bounding_box()["width"] >= 300
+        if os.environ.get("QA_SCREENSHOT") == "1":
+            page.screenshot(path=str(ROOT / "docs" / "screenshot-narrow.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def test_after_an_upload_the_status_follows_the_rebuild_to_its_end(page, server, tmp_path):
+    story = tmp_path / "tram-depot.txt"
+    story.write_text(
+        "Tram Depot Reopens\n\nThe old tram depot in Varnholt reopened as a market hall on Saturday.\n",
+        encoding="utf-8",
+    )
+    count = len(server["library"].bot.index.articles)
+    seen = []
+    page.get_by_role("tab", name="Articles").click()
+    page.set_input_files("#qa-upload input[type=file]", str(story))
+    page.wait_for_function("() => (document.querySelector('#qa-notice')?.innerText || '').includes('Added')")
+    for _ in range(40):  # sample the status line while the rebuild runs
+        seen.append(_status(page))
+        if f"{count + 1} articles" in seen[-1]:
+            break
+        page.wait_for_timeout(250)
+    page.wait_for_function(
+        "n => document.querySelector('#qa-status').innerText.includes(n + ' articles')", arg=count + 1
+    )
+    page.wait_for_timeout(1500)  # a timer tick or two after the end
+    assert "Updating" not in page.locator("#qa-notice").inner_text()
+    assert "…" not in _status(page) and "Index updated" in _status(page)
+    for text in [*seen, _status(page)]:
+        assert not re.search(r"(^|\n)\s*\d+(\.\d+)?s\s*($|\n)", text), f"Gradio's timer in the status: {text!r}"
+    # the same file again: said so, and nothing is rebuilt
+    generation = server["library"].status().generation
+    page.set_input_files("#qa-upload input[type=file]", str(story))
+    page.wait_for_function(
+        "() => (document.querySelector('#qa-notice')?.innerText || '').includes('already in the articles folder')"
+    )
+    assert "Added" not in page.locator("#qa-notice").inner_text()
+    page.wait_for_timeout(1500)
+    assert server["library"].status().generation == generation and not server["library"].status().running
+
+
+def test_remove_asks_nothing_but_can_be_undone(page, server, tmp_path):
+    note = tmp_path / "ferry-fares.txt"
+    note.write_text("Ferry Fares\n\nThe Esk ferry fare rose to four crowns in March.\n", encoding="utf-8")
+    count = len(server["library"].bot.index.articles)
+    upload_and_wait(page, note, count + 1)
+    page.get_by_role("tab", name="Articles").click()
+    page.locator("#qa-files input").click()
+    page.get_by_role("option", name=note.name).click()
+    page.get_by_role("button", name="Remove file").click()
+    page.wait_for_function("() => document.querySelector('#qa-notice').innerText.includes('Removed')")
+    assert ".trash" in page.locator("#qa-notice").inner_text()
+    assert not (server["library"].articles_dir / note.name).exists()
+    page.wait_for_function("n => document.querySelector('#qa-status').innerText.includes(n + ' articles')", arg=count)
+    page.get_by_role("button", name="Undo remove").click()
+    page.wait_for_function("() => document.querySelector('#qa-notice').innerText.includes('Restored')")
+    page.wait_for_function(
+        "n => document.querySelector('#qa-status').innerText.includes(n + ' articles')", arg=count + 1
+    )
+    assert (server["library"].articles_dir / note.name).is_file()
+    expect(page.get_by_role("button", name="Undo remove")).to_be_hidden()
+
+
+def test_an_empty_question_is_answered_at_once(page, server):
+    page.fill("#qa-question textarea", "   ")
+    started = page.evaluate("performance.now()")
+    page.keyboard.press("Enter")
+    page.get_by_text("Type a question about the articles first.").wait_for()
+    seconds = (page.evaluate("performance.now()") - started) / 1000
+    print(f"empty question: message after {seconds:.2f}s")  # a figure for the report, not a timed assertion
+    assert page.locator("#qa-chat [data-testid=user]").count() == 0  # nothing was sent to the bot
+
+
+BRIDGE = """Harbour Bridge Opens in Elsmere
+
+The new harbour bridge in Elsmere opened to traffic on Saturday after three years of work.
+
+Mayor Ilse Varga cut the ribbon at the west end of the bridge while a brass band played.
+
+The bridge carries two lanes of traffic and a cycle path, and replaces a ferry that ran for sixty years.
+"""
+
+
+@pytest.mark.xfail(strict=False, reason="issue 10 drops quotes far below the best one in answer.py; passes once merged")
+def test_an_answer_does_not_pad_with_unrelated_articles(page, server, tmp_path):
+    story = tmp_path / "elsmere-bridge.txt"
+    story.write_text(BRIDGE, encoding="utf-8")
+    upload_and_wait(page, story, len(server["library"].bot.index.articles) + 1)
+    ask(page, "Who cut the ribbon?")
+    page.get_by_text("Sources ·").last.wait_for()
+    answer = page.locator("#qa-chat").inner_text().rsplit("Who cut the ribbon?", 1)[-1]
+    assert "cut the ribbon" in answer
+    # every quote shown comes from the bridge story: no North Korea (nor any other article) padding the answer
+    assert "North Korea" not in answer and "Kim Jong Un" not in answer
+    assert "Sources · 1 article" in answer, answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -42,8 +43,20 @@ def test_first_build_writes_a_manifest_that_names_everything(hash_index: Path, c
         assert (hash_index / rel).stat().st_size == entry["bytes"]
     index = load_index(hash_index)
     assert index.vectors.shape == (raw["counts"]["chunks"], 64)
-    assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-5)
-    assert index.dense.ntotal == raw["counts"]["chunks"]
+    assert np.allclose(np.linalg.norm(np.asarray(index.vectors), axis=1), 1.0, atol=1e-5)
+    # One segment; the manifest records the dense index's parameters, not a class name.
+    (segment,) = raw["segments"]
+    assert segment["chunks"] == raw["counts"]["chunks"] and segment["deleted"] == 0 and segment["deletions"] is None
+    assert segment["dense"] == {"kind": "flat", "metric": "inner_product", "rows": segment["chunks"], "recall_at_10": 1.0}
+    assert set(segment["holds"]) == {"articles", "chunks", "vectors", "dense", "postings"}
+    assert index.segments[0].dense.ntotal == raw["counts"]["chunks"]
+    assert raw["lexical"] == {"kind": "bm25", "variant": "lucene", "k1": 1.5, "b": 0.75, "tokenizer": raw["lexical"]["tokenizer"]}
+    # Each source file is recorded with what decides whether the next build reads it again.
+    for path in corpus.iterdir():
+        entry = raw["sources"][str(path)]
+        assert (entry["bytes"], entry["mtime_ns"]) == (path.stat().st_size, path.stat().st_mtime_ns)
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert [a["id"] for a in raw["articles"] if a["source"] == str(path)] == entry["articles"]
 
 
 def test_adding_one_article_embeds_only_its_chunks(hash_index: Path, corpus: Path, hash_embedder):
@@ -129,7 +142,7 @@ def test_loading_checks_the_model_and_the_format(hash_index: Path, tmp_path: Pat
 
 def test_files_that_do_not_match_the_manifest_are_refused(hash_index: Path):
     raw = json.loads((hash_index / "manifest.json").read_text())
-    vectors = hash_index / raw["names"]["vectors"]
+    vectors = hash_index / raw["segments"][0]["folder"] / "vectors.npy"
     data = bytearray(vectors.read_bytes())
     data[-1] ^= 0xFF
     vectors.write_bytes(bytes(data))
@@ -164,20 +177,22 @@ def test_an_incremental_build_searches_exactly_like_a_full_one(
 ):
     first, second = sorted(corpus.iterdir())
     (corpus / "new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
-    second.unlink()  # one article in, one out: the BM25 vocabulary keeps the removed one's words
-    with caplog.at_level("INFO", logger="qa.lexical"):
-        build_index([corpus], hash_index, embedder=hash_embedder)
-    assert "BM25: reused the tokens" in caplog.text  # the previous index's tokens were used
+    second.unlink()  # one article in, one out
+    build_index([corpus], hash_index, embedder=hash_embedder)
     fresh_dir = tmp_path / "fresh-index"
     build_index([corpus], fresh_dir, embedder=hash_embedder, full=True)
     incremental, fresh = load_index(hash_index), load_index(fresh_dir)
-    assert [c.text for c in incremental.chunks] == [c.text for c in fresh.chunks]
+    assert len(incremental.manifest.segments) == 2  # the old one purged of its (over half) deleted rows, the new one
+    assert sorted(c.id for c in incremental.chunks) == sorted(c.id for c in fresh.chunks)
+    ids_a, ids_b = [c.id for c in incremental.chunks], [c.id for c in fresh.chunks]
     for query in ("tidal power Strelsau", "North Korea troops Russia", "sanctions China", "Kim reactionary"):
-        assert np.allclose(incremental.lexical.scores(query), fresh.lexical.scores(query)), query
+        by_id_a = dict(zip(ids_a, incremental.lexical.scores(query).tolist()))
+        by_id_b = dict(zip(ids_b, fresh.lexical.scores(query).tolist()))
+        assert by_id_a == pytest.approx(by_id_b, rel=1e-6), query
         vector = hash_embedder.encode([query])[0]
         rows_a, scores_a = incremental.dense_search(vector, 5)
         rows_b, scores_b = fresh.dense_search(vector, 5)
-        assert rows_a.tolist() == rows_b.tolist() and np.allclose(scores_a, scores_b)
+        assert [ids_a[r] for r in rows_a] == [ids_b[r] for r in rows_b] and np.allclose(scores_a, scores_b)
     for term in ("tidal", "troops", "reactionary", "kremlin", "nosuchword"):
         assert incremental.lexical.idf(term) == pytest.approx(fresh.lexical.idf(term)), term
     settings = {"answer_settings": AnswerSettings(abstain_below=0)}

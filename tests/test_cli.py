@@ -1,38 +1,56 @@
-"""The ``qa`` command as a user runs it: JSON contracts, exit codes, one-line errors.
+"""The ``qa`` command as a user runs it: JSON contracts, exit codes, one-line errors, citations.
 
-Runs the real console entry point in subprocesses, with the hash embedder so it is fast.
+Most tests call ``qa.cli.main(argv)`` in-process with the hash embedder (fast);
+the ``slow`` ones run the real console entry point in subprocesses: a smoke test,
+``--help`` without torch, and a reader that leaves early (``| head -1``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TROOPS
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def qa(*args: str, cwd: Path, stdin: str | None = None, env: dict | None = None, timeout: int = 120):
-    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    full_env.pop("QA_INDEX", None)
-    full_env.pop("QA_MODEL", None)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "qa.cli", *args],
-        cwd=cwd,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-    )
+from qa.cli import main
 
 
-def assert_one_line_error(proc, *needles: str) -> None:
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def qa(monkeypatch, capsys):
+    """``qa(*argv, cwd=..., stdin=..., env=...)``: run the CLI in-process and return its status and output."""
+
+    def run(*args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None) -> Run:
+        with monkeypatch.context() as m:
+            for name in ("QA_INDEX", "QA_MODEL", "QA_ARTICLES", "QA_ABSTAIN_BELOW"):
+                m.delenv(name, raising=False)
+            for name, value in (env or {}).items():
+                m.setenv(name, value)
+            m.chdir(cwd)
+            m.setattr(sys, "stdin", io.StringIO(stdin))
+            capsys.readouterr()
+            code = main(list(args))
+            out = capsys.readouterr()
+        return Run(code, out.out, out.err)
+
+    return run
+
+
+def assert_one_line_error(proc: Run, *needles: str) -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("qa: error")]
@@ -42,19 +60,19 @@ def assert_one_line_error(proc, *needles: str) -> None:
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, corpus: Path) -> Path:
+def workdir(corpus: Path) -> Path:
     """A folder laid out like the project: articles/ and (after build) index/."""
     return corpus.parent
 
 
 @pytest.fixture
-def built(workdir: Path) -> Path:
+def built(workdir: Path, qa) -> Path:
     proc = qa("build", "--model", "hash", "--json", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     return workdir
 
 
-def test_build_json_contract_and_defaults(workdir: Path):
+def test_build_json_contract_and_defaults(workdir: Path, qa):
     proc = qa("build", "--model", "hash", "--json", cwd=workdir)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -65,7 +83,23 @@ def test_build_json_contract_and_defaults(workdir: Path):
     assert (again["embedded"], again["reused"], again["removed"]) == (0, report["chunks"], 0)
 
 
-def test_ask_json_contract(built: Path):
+def test_build_over_bad_files_names_each_skip_once(tmp_path: Path, qa):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Bridge Opens\n\nThe new bridge opened on Monday.\n", encoding="utf-8")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blob.bin").write_bytes(b"\x00\x01\x02")
+    (folder / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    proc = qa("build", "bad", "--model", "hash", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert re.match(r"index index/ updated: 1 article, 1 chunk \(1 embedded", proc.stdout)
+    lines = proc.stderr.splitlines()
+    for name in ("empty.txt", "blob.bin", "broken.pdf"):
+        assert sum(name in line for line in lines) == 1, proc.stderr  # once, naming the file
+    assert all(line.startswith("qa: skipped bad/") for line in lines), proc.stderr
+
+
+def test_ask_json_contract(built: Path, qa):
     proc = qa("ask", "How many troops has North Korea provided to Russia?", "--json", "-k", "2", cwd=built)
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
@@ -82,17 +116,31 @@ def test_ask_json_contract(built: Path):
     assert "10,000 troops" in answer["quotes"][0]["text"]
 
 
-def test_chat_answers_each_line_in_one_conversation(built: Path):
+def test_ask_numbers_citations_per_article(built: Path, qa):
+    data = json.loads(qa("ask", TROOPS, "--json", "-k", "5", cwd=built).stdout)
+    text = qa("ask", TROOPS, "-k", "5", cwd=built).stdout
+    order = list(dict.fromkeys(q["article_id"] for q in data["quotes"]))
+    cited = [int(n) for n in re.findall(r"” \[(\d+)\]", text)]
+    assert cited == [order.index(q["article_id"]) + 1 for q in data["quotes"]]
+    footer = re.findall(r"^\[(\d+)\] (.+) — (\S+)", text, re.M)
+    assert [int(n) for n, _, _ in footer] == list(range(1, len(order) + 1))  # each article listed once
+    assert [src for _, _, src in footer] == list(dict.fromkeys(q["source"] for q in data["quotes"]))
+
+
+def test_chat_answers_each_line_in_one_conversation(built: Path, qa):
     questions = "How many troops has North Korea provided to Russia?\n\nAnd what may it get in return?\n"
     proc = qa("chat", "--json", cwd=built, stdin=questions)
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [a["question"] for a in lines] == ["How many troops has North Korea provided to Russia?", "And what may it get in return?"]
+    assert [a["question"] for a in lines] == [
+        "How many troops has North Korea provided to Russia?",
+        "And what may it get in return?",
+    ]
     # The follow-up was searched with the topic of the first question.
     assert "North Korea" in lines[1]["searched"] and lines[1]["searched"] != lines[1]["question"]
 
 
-def test_info_shows_the_index(built: Path):
+def test_info_shows_the_index(built: Path, qa):
     proc = qa("info", cwd=built)
     assert proc.returncode == 0, proc.stderr
     assert "hash-128" in proc.stdout and "articles  2" in proc.stdout
@@ -100,7 +148,7 @@ def test_info_shows_the_index(built: Path):
     assert data["articles"] == 2 and data["model"] == "hash-128"
 
 
-def test_env_vars_set_the_defaults(workdir: Path, tmp_path: Path):
+def test_env_vars_set_the_defaults(workdir: Path, tmp_path: Path, qa):
     elsewhere = tmp_path / "elsewhere-index"
     env = {"QA_INDEX": str(elsewhere), "QA_MODEL": "hash-32"}
     assert qa("build", "--json", cwd=workdir, env=env).returncode == 0
@@ -109,7 +157,7 @@ def test_env_vars_set_the_defaults(workdir: Path, tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_abstention_threshold_from_the_environment(built: Path):
+def test_abstention_threshold_from_the_environment(built: Path, qa):
     question = ["ask", "How many troops has North Korea provided to Russia?", "--json"]
     answered = json.loads(qa(*question, cwd=built, env={"QA_ABSTAIN_BELOW": "-5"}).stdout)
     refused = json.loads(qa(*question, cwd=built, env={"QA_ABSTAIN_BELOW": "50"}).stdout)
@@ -119,34 +167,76 @@ def test_abstention_threshold_from_the_environment(built: Path):
         assert_one_line_error(qa(*question, cwd=built, env={"QA_ABSTAIN_BELOW": bad}), "QA_ABSTAIN_BELOW", repr(bad))
 
 
-def test_empty_question(built: Path):
+def test_empty_question(built: Path, qa):
     assert_one_line_error(qa("ask", "   ", cwd=built), "empty")
 
 
-def test_huge_question_is_cut_with_a_notice(built: Path):
+def test_huge_question_is_cut_with_a_notice(built: Path, qa):
     proc = qa("ask", "North Korea troops " * 6000, "--json", cwd=built)
     assert proc.returncode == 0, proc.stderr
     assert "only the first" in json.loads(proc.stdout)["notice"]
 
 
-def test_missing_index(workdir: Path):
+def test_missing_index(workdir: Path, qa):
     assert_one_line_error(qa("ask", "anything?", cwd=workdir), "qa build")
 
 
-def test_index_built_with_another_model(built: Path):
+def test_index_built_with_another_model(built: Path, qa):
     assert_one_line_error(qa("ask", "anything?", cwd=built, env={"QA_MODEL": "hash-32"}), "qa build --full")
 
 
-def test_missing_and_empty_articles_folder(tmp_path: Path):
+def test_missing_and_empty_articles_folder(tmp_path: Path, qa):
     assert_one_line_error(qa("build", "nowhere", "--model", "hash", cwd=tmp_path), "does not exist")
     (tmp_path / "empty").mkdir()
     assert_one_line_error(qa("build", "empty", "--model", "hash", cwd=tmp_path), "no readable articles")
     assert not (tmp_path / "index" / "manifest.json").exists()
 
 
+# -- the real entry point in subprocesses (slow) ---------------------------------------------------
+
+
+def qa_process(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("QA_INDEX", "QA_MODEL")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    return subprocess.Popen([sys.executable, "-m", "qa.cli", *args], cwd=cwd, env=env, text=True, **kwargs)
+
+
+@pytest.mark.slow
+def test_smoke_the_console_entry_point(workdir: Path):
+    proc = qa_process("build", "--model", "hash", cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "2 articles" in out, err
+    proc = qa_process("ask", TROOPS, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "10,000 troops" in out and "[1] " in out, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["ask", "chat"])
+def test_a_reader_that_leaves_early_is_not_an_error(built: Path, command: str):
+    """``qa ask ... | head -1``: the pipe closes before qa writes; qa stops quietly with status 0."""
+    args = ["ask", TROOPS] if command == "ask" else ["chat"]
+    proc = qa_process(*args, cwd=built, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the first answer is written
+    if command == "chat":
+        proc.stdin.write(f"{TROOPS}\nWhat may it get in return?\n")
+    proc.stdin.close()
+    started = time.monotonic()
+    err = proc.stderr.read()
+    proc.wait(timeout=120)
+    assert proc.returncode == 0, err
+    assert "error" not in err.lower() and "Exception ignored" not in err, err
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.slow
 def test_help_is_fast_and_does_not_import_torch(tmp_path: Path):
-    code = "import sys; from qa.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, 'faiss' in sys.modules)"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    code = (
+        "import sys; from qa.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'faiss' in sys.modules)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
     assert proc.stdout.strip().endswith("False False")
     for command in ("build", "ask", "chat", "info", "eval"):
         assert command in proc.stdout

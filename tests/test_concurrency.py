@@ -87,6 +87,7 @@ print("DONE", flush=True)
 """
 
 
+@pytest.mark.slow
 def test_a_second_build_stops_with_a_clear_message_and_nothing_breaks(tmp_path: Path):
     articles = corpus(tmp_path / "articles", 30)
     index_dir = tmp_path / "index"
@@ -124,6 +125,7 @@ def test_a_second_build_stops_with_a_clear_message_and_nothing_breaks(tmp_path: 
     assert not report.changed
 
 
+@pytest.mark.slow
 def test_the_lock_dies_with_its_holder(tmp_path: Path):
     articles = corpus(tmp_path / "articles", 30)
     index_dir = tmp_path / "index"
@@ -281,6 +283,7 @@ def web_app(tmp_path: Path):
         log.close()
 
 
+@pytest.mark.slow
 def test_web_api_serves_16_clients_while_qa_build_adds_articles(web_app, tmp_path: Path):
     from gradio_client import Client
 

@@ -9,7 +9,7 @@ import pytest
 
 from qa import dense
 from qa.dense import build_dense, calibration_queries, make_dense, read_dense, recall_at, search_dense, write_dense
-from qa.lexical import Lexical, tokenize
+from qa.lexical import Lexical, Postings, tokenize
 
 
 def clustered(n: int, dim: int = 48, centres: int = 40, seed: int = 0) -> np.ndarray:
@@ -100,7 +100,9 @@ def test_store_uses_ivf_above_the_threshold_and_search_agrees(tmp_path: Path, ha
     monkeypatch.setattr(dense, "FLAT_MAX", 50)
     build_index([folder], tmp_path / "index", embedder=hash_embedder)
     index = load_index(tmp_path / "index")
-    assert index.manifest.dense_kind == "IndexIVFFlat"
+    (segment,) = index.manifest.segments
+    assert segment.dense["kind"] == "ivf" and segment.dense["nlist"] > 1 and segment.dense["nprobe"] >= 1
+    assert segment.dense["recall_at_10"] >= dense.CALIBRATION_RECALL
     vectors = np.asarray(index.vectors)
     queries = hash_embedder.encode([c.text for c in index.chunks[::7]])
     found = np.array([np.pad(index.dense_search(q, 10)[0], (0, 10))[:10] for q in queries])
@@ -123,18 +125,56 @@ def test_lexical_from_tokens_matches_build_and_saves_without_pickle(tmp_path: Pa
     assert rows.tolist()[0] == 4 and 3 not in rows.tolist()
 
 
-def test_lexical_rebuild_reuses_saved_tokens_and_scores_as_a_fresh_build(tmp_path: Path):
-    old_texts = ["Kim met Trump three times.", "Sanctions were blocked by Russia and China.", "Nothing here."]
-    Lexical.build(old_texts).save(tmp_path / "old")
-    previous = Lexical.load(tmp_path / "old", mmap=True)
-    known = previous.tokens_by_text(old_texts)
-    assert known[old_texts[0]] == tokenize(old_texts[0])
-    assert previous.tokens_by_text(old_texts[:2]) == {}, "texts that do not match the rows are not trusted"
-    new_texts = [old_texts[1], "Troops were sent to Russia.", old_texts[0]]
-    reused = Lexical.build(new_texts, previous=previous, previous_texts=old_texts)
-    fresh = Lexical.build(new_texts)
-    for query in ("Russia", "Trump Kim", "troops sanctions"):
-        assert np.allclose(reused.scores(query), fresh.scores(query))
+def _random_texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = ["korea", "troops", "russia", "ukraine", "missile", "kim", "trump", "summit", "election", "court",
+             "senate", "harbour", "storm", "the", "of", "and", "Trump's", "2024"]
+    return [" ".join(rng.choice(words, rng.integers(0, 40))) for _ in range(n)]
+
+
+def test_lexical_scores_equal_bm25s(tmp_path: Path):
+    """Our BM25 over postings gives bm25s's scores (its defaults, the Lucene variant), empty chunks included."""
+    import bm25s
+    from bm25s.tokenization import Tokenized
+
+    texts = _random_texts(300, seed=1) + ["the of and", ""]
+    vocab: dict[str, int] = {"": 0}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in tokenize(x)] or [0] for x in texts]
+    reference = bm25s.BM25()
+    reference.index(Tokenized(ids=ids, vocab=vocab), show_progress=False)
+    ours = Lexical.build(texts)
+    for query in ("korea troops", "trump kim summit summit", "court", "nosuchword", "storm harbour 2024"):
+        tokens = [t for t in tokenize(query) if t in vocab]
+        expected = reference.get_scores(tokens) if tokens else np.zeros(len(texts))
+        assert np.allclose(ours.scores(query), expected, rtol=1e-5, atol=1e-6), query
+        for term in tokenize(query):
+            df = sum(term in tokenize(x) for x in texts)
+            assert ours.idf(term) == pytest.approx(np.log(1 + (len(texts) - df + 0.5) / (df + 0.5)))
+
+
+def test_lexical_over_segments_with_deletions_and_after_a_merge_equals_one_index():
+    """Corpus-wide N, df and average length: segments minus deleted rows score exactly like one fresh index."""
+    texts = _random_texts(400, seed=2)
+    live = [i for i in range(400) if i % 5 and i not in (101, 102)]
+    cuts = [(0, 150), (150, 390), (390, 400)]
+    parts, keeps = [], []
+    rows = np.full(400, -1)
+    rows[live] = np.arange(len(live))
+    for lo, hi in cuts:
+        postings = Postings.build(texts[lo:hi])
+        parts.append((postings, rows[lo:hi]))
+        keeps.append((postings, [i - lo for i in live if lo <= i < hi]))
+    segmented = Lexical(parts)
+    merged = Lexical.single(Postings.merge(keeps))
+    fresh = Lexical.build([texts[i] for i in live])
+    assert segmented.n_docs == merged.n_docs == fresh.n_docs == len(live)
+    for query in ("korea troops", "trump kim summit summit", "court senate", "storm"):
+        expected = fresh.scores(query)
+        assert np.array_equal(segmented.scores(query), expected), query
+        assert np.array_equal(merged.scores(query), expected), query
+        assert segmented.search(query, 10)[0].tolist() == fresh.search(query, 10)[0].tolist()
+        for term in tokenize(query):
+            assert segmented.idf(term) == fresh.idf(term) == merged.idf(term)
 
 
 def test_ivf_rebuild_keeps_the_previous_centroids_and_its_recall(tmp_path: Path):

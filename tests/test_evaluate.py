@@ -209,6 +209,7 @@ def test_cli_eval_empty_file_is_one_clear_line(tmp_path, hash_index, capsys):
     assert err.startswith("qa: error:") and "has no questions" in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_rtqa_benchmark_names_a_missing_data_path(tmp_path):
     import subprocess
     import sys

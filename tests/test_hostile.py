@@ -249,6 +249,7 @@ def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_cli_hostile_questions(ferry_bot: Bot):
     index = str(ferry_bot.index.folder)
     # `qa ask` with an argument full of control and bidi characters (argv cannot hold NUL)

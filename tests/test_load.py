@@ -325,6 +325,17 @@ def test_corrupt_pdf_is_skipped_with_message(tmp_path: Path) -> None:
     assert len(result.skipped) == 1 and "broken.pdf" in result.skipped[0] and "PDF" in result.skipped[0]
 
 
+def test_pdf_library_warnings_name_the_file(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "shifted.pdf"
+    data = make_pdf([["Trams return to the river."]], title="Tram Report")
+    path.write_bytes(re.sub(rb"startxref\n(\d+)", lambda m: b"startxref\n%d" % (int(m.group(1)) + 7), data))
+    with caplog.at_level(logging.WARNING):
+        assert only(load_file(path)).title == "Tram Report"  # pypdf recovers, and says so
+    pypdf_lines = [r for r in caplog.records if "pypdf" in r.getMessage()]
+    assert pypdf_lines and all(r.getMessage().startswith(f"{path}: pypdf: ") for r in pypdf_lines)
+    assert not [r for r in caplog.records if r.name.startswith("pypdf")]  # none without the file's name
+
+
 def test_docx_paragraphs_and_title_style(tmp_path: Path) -> None:
     import docx
 
@@ -406,7 +417,8 @@ def test_jsonl_bad_lines_reported_with_line_numbers(tmp_path: Path, caplog: pyte
     numbers = sorted(int(re.search(r"line (\d+)", m).group(1)) for m in result.skipped)
     assert numbers == [2, 3, 4, 5, 6, 9]
     assert all("feed.jsonl" in m for m in result.skipped)
-    assert sum("feed.jsonl" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING) == 6
+    # the caller (qa build, the web chat) shows result.skipped; a warning log as well would show each twice
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_jsonl_huge_line_skipped_rest_loaded(tmp_path: Path) -> None:
@@ -476,8 +488,11 @@ def test_missing_path_raises(tmp_path: Path) -> None:
 def test_unsupported_suffix_named_vs_in_folder(tmp_path: Path) -> None:
     csv = write(tmp_path / "data.csv", "a,b\n1,2\n")
     write(tmp_path / "story.txt", f"Trams Return\n\n{BODY}")
+    (tmp_path / "blob.bin").write_bytes(b"\x00\x01")
     folder = load_paths([tmp_path])
-    assert len(folder.articles) == 1 and folder.skipped == ()
+    assert len(folder.articles) == 1  # a stray file in a folder is skipped with a message naming it
+    assert sorted(m.split(":")[0] for m in folder.skipped) == [str(tmp_path / "blob.bin"), str(csv)]
+    assert all("unsupported file type" in m for m in folder.skipped)
     named = load_paths([csv])
     assert named.articles == () and len(named.skipped) == 1 and "data.csv" in named.skipped[0]
     with pytest.raises(LoadError, match="unsupported"):

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_readme_help_block_matches_the_cli():
-    env = {**os.environ, "COLUMNS": "80"}
-    help_text = subprocess.run(
-        [sys.executable, "-m", "qa.cli", "--help"], capture_output=True, text=True, env=env, check=True
-    ).stdout.rstrip()
+def test_readme_help_block_matches_the_cli(monkeypatch, capsys):
+    from qa.cli import main
+
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out.rstrip()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = re.search(r"```text\n(usage: qa .*?)\n```", readme, re.S)
     assert block, "README has no qa --help block"

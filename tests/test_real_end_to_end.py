@@ -26,6 +26,7 @@ def run_qa(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Comple
     )
 
 
+@pytest.mark.slow
 def test_cli_build_ask_and_chat_with_the_real_model(corpus: Path):
     work = corpus.parent
     build = run_qa("build", "--json", cwd=work)
