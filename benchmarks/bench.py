@@ -209,8 +209,32 @@ def worker_build(p: dict) -> dict:
         from qa.embed import get_embedder
 
         embedder = get_embedder(backend=p.get("backend"))
-        report = build_index(p["paths"], index, embedder=embedder, full=True)
-        chunks, articles, extra = report.chunks, report.articles, {"model": embedder.name}
+        extra = {"model": embedder.name}
+        if p.get("ray_workers"):
+            # A local Ray with this machine's CPUs, started inside the measured process (a cold cluster
+            # start is part of what a one-off `qa build --ray` costs; on a standing cluster it is not).
+            import ray
+
+            from qa.ray_embed import RayEmbedder
+
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+            ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
+            extra |= {"ray_start_s": round(time.perf_counter() - started, 2), "ray_workers": p["ray_workers"]}
+            embedder = RayEmbedder(embedder, workers=int(p["ray_workers"]), threads=1)
+        stages: dict[str, float] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            now = time.perf_counter() - started
+            stages.setdefault(stage + "_start", now)
+            stages[stage + "_end"] = now
+
+        report = build_index(p["paths"], index, embedder=embedder, full=True, progress=progress)
+        chunks, articles = report.chunks, report.articles
+        extra["embed_s"] = round(stages.get("embed_end", 0) - stages.get("chunk_end", 0), 2)
+        if p.get("ray_workers"):
+            import ray
+
+            ray.shutdown()
     elif system == "recipe":
         from langchain_community.vectorstores import FAISS
 
@@ -532,9 +556,16 @@ def edited(row: dict, n: int) -> dict:
 
 def section_systems(label: str, paths: list[str], added_one: list[str], added_pct: list[str], questions: list[str],
                     work: Path, systems: Sequence[str], backends: Sequence[str], cold_repeats: int,
-                    items: Sequence[dict] = ()) -> dict:
-    """Build, increment, query and cold start for each system on one corpus."""
+                    items: Sequence[dict] = (), ray_workers: Sequence[int] = (), builds_only: bool = False) -> dict:
+    """Build, increment, query and cold start for each system on one corpus; then our default backend's build
+    with its embedding on 1, 2, ... Ray workers (same texts, each build a whole process)."""
     out: dict = {}
+    if ray_workers and "ours" in systems:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            log("Ray rows skipped: ray is not installed (pip install -e '.[ray]')")
+            ray_workers = ()
     for system in systems:
         variants = [f"ours-{b}" for b in backends] if system == "ours" else [system]
         for variant in variants:
@@ -543,6 +574,9 @@ def section_systems(label: str, paths: list[str], added_one: list[str], added_pc
             log(f"[{label}] {variant}: build")
             build = run_worker("build", {"system": system, "paths": paths, "index": str(index), "backend": backend})
             entry = {"build": build}
+            if builds_only:
+                out[variant] = entry
+                continue
             if items:
                 log(f"[{label}] {variant}: answer recall")
                 entry["recall"] = run_worker("recall", {"system": system, "index": str(index), "items": list(items)})
@@ -560,6 +594,13 @@ def section_systems(label: str, paths: list[str], added_one: list[str], added_pc
                     entry["add_pct"] = run_worker("increment", {"system": system, "index": str(index),
                                                                 "paths": [*paths, *added_one], "added": added_pct})
             out[variant] = entry
+        if system == "ours":
+            for n in ray_workers:
+                variant = f"ours-{backends[0]}-ray{n}"
+                log(f"[{label}] {variant}: build with {n} Ray worker(s), 1 CPU each")
+                build = run_worker("build", {"system": system, "paths": paths, "index": str(work / label / variant),
+                                             "backend": backends[0], "ray_workers": n})
+                out[variant] = {"build": build}
     return out
 
 
@@ -592,7 +633,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rtqa", type=Path, default=DEFAULT_RTQA, help=f"RealTime QA 2022 folder (default {DEFAULT_RTQA})")
     parser.add_argument("--corpora", default="bundled,rtqa,synthetic", help="comma-separated: bundled, rtqa, synthetic")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated: " + ", ".join(SYSTEMS))
-    parser.add_argument("--backends", default=None, help="our embedding backends to build with (default: onnx-int8,torch; quick: onnx-int8)")
+    parser.add_argument("--backends", default=None,
+                        help="our embedding backends to build with, the first one measured in full "
+                             "(default: the default backend, then the other ONNX one; quick: the default)")
+    parser.add_argument("--builds-only", action="store_true",
+                        help="only the full builds of each system (no recall, queries, cold starts or increments)")
+    parser.add_argument("--ray-workers", default="1,2",
+                        help="also build the RealTime QA slice with the first backend on these numbers of Ray "
+                             "workers (comma-separated; '' for none; needs the ray extra)")
     parser.add_argument("--slice", type=int, default=None, help="RealTime QA articles in the side-by-side slice (default 300; quick 40)")
     parser.add_argument("--sizes", default=None, help="synthetic sizes (default 10000,100000,1000000; quick 10000,100000)")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"scratch and cache folder (default {DEFAULT_WORK})")
@@ -630,7 +678,11 @@ def run(args) -> int:
     unknown = sorted(set(corpora) - {"bundled", "rtqa", "synthetic"}) + sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise BenchError(f"unknown corpus or system {', '.join(unknown)}: see --help")
-    backends = (args.backends or ("onnx-int8" if args.quick else "onnx-int8,torch")).split(",")
+    from qa.embed import DEFAULT_BACKEND
+
+    other = "onnx" if DEFAULT_BACKEND == "onnx-int8" else "onnx-int8"
+    backends = (args.backends or (DEFAULT_BACKEND if args.quick else f"{DEFAULT_BACKEND},{other}")).split(",")
+    ray_workers = [int(n) for n in args.ray_workers.split(",") if n.strip()]
     slice_n = args.slice or (40 if args.quick else 300)
     sizes = [int(s) for s in (args.sizes or ("10000,100000" if args.quick else "10000,100000,1000000")).split(",")]
     work = args.work / ("quick" if args.quick else "full")
@@ -676,10 +728,10 @@ def run(args) -> int:
         results["corpora"]["rtqa_slice"] = {
             "articles": len(base), "weeks": sorted(weeks), "questions": len(items), "added_pct_articles": len(more),
             "systems": section_systems("rtqa", [str(base_file)], [str(one_file)], [str(more_file)], questions, work,
-                                       systems, backends, repeats, items),
+                                       systems, backends, repeats, items, ray_workers, args.builds_only),
         }
         partial.write_text(json.dumps(results, indent=1))
-        if not args.quick:
+        if not args.quick and not args.builds_only:
             full_file = rtqa_files(args.rtqa)[0]
             index, build = full_rtqa_index(full_file, args.work, args.rebuild)
             probe = work / "rtqa-full-copy"
@@ -769,6 +821,13 @@ def render(results: dict) -> str:
                 if "recall" in entry else "",
             ]
             lines.append("| " + " | ".join(cells) + " |")
+        timed = [(n, e["build"]) for n, e in systems.items() if e["build"].get("embed_s")]
+        if any(b.get("ray_workers") for _, b in timed):
+            lines += ["", "Embedding step alone (same texts; Ray workers have 1 CPU each, the local embedder all "
+                      "cores; Ray's own start is in the build time, not here):", ""]
+            for name, b in timed:
+                start = f", Ray start {b['ray_start_s']:.1f} s" if b.get("ray_start_s") else ""
+                lines.append(f"- {name}: {b['embed_s']:.1f} s, {b['chunks'] / b['embed_s']:.1f} chunks/s{start}")
     full = results["corpora"].get("rtqa_full")
     if full:
         b = full["build"]

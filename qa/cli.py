@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import QAError
 from .logs import setup_logging
-from .settings import debug_from_env, default_articles_dir, default_index_dir, model_from_env
+from .settings import debug_from_env, default_articles_dir, default_index_dir, model_from_env, ray_address_from_env
 from .words import counted
 
 
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="re-embed everything instead of only what changed")
     p.add_argument("--optimize", action="store_true", help="merge every segment into one (nothing is re-embedded)")
     p.add_argument("--model", default=None, help="sentence-transformers model name or path (default: $QA_MODEL or the bundled all-MiniLM-L6-v2)")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="embed on a Ray cluster (needs pip install '.[ray]'); ADDRESS as `ray start --head` prints it, "
+                   "default $QA_RAY_ADDRESS or a local Ray")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = sub.add_parser("ask", help="answer one question with quotes from the articles")
@@ -122,12 +125,20 @@ def cmd_build(args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
+    embedder = None
+    address = args.ray if args.ray is not None else ray_address_from_env()
+    if address is not None:
+        from .ray_embed import ray_embedder
+
+        embedder = ray_embedder(args.model, address or ray_address_from_env())
     try:
-        report = build_index(paths, _index_dir(args), model=args.model, full=args.full,
+        report = build_index(paths, _index_dir(args), embedder=embedder, model=args.model, full=args.full,
                              optimize=args.optimize, progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
+        if embedder is not None:
+            embedder.close()
     if args.json:
         _emit(report.to_json())
     else:

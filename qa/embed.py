@@ -37,11 +37,11 @@ Progress = Callable[[int, int], None]
 
 #: The backends ``QA_BACKEND`` may name.
 BACKENDS = ("torch", "onnx", "onnx-int8")
-#: The backend new indexes of the default model use when ``QA_BACKEND`` is unset. fp32 ONNX gives the
-#: same vectors as torch (cosine 1.0000) and the same `qa eval` figures, with a faster start. int8 builds
-#: 3.3x faster but, with the abstention threshold calibrated on fp32, answered 3 of the 6 unanswerable
-#: bundled questions (fp32: 0) and lost a point of recall@1, so it stays opt-in (QA_BACKEND=onnx-int8).
-DEFAULT_BACKEND = "onnx"
+#: The backend new indexes of the default model use when ``QA_BACKEND`` is unset. int8 builds about 3x
+#: faster than fp32 and, with its own abstention threshold (0.67, as fp32), answers the bundled questions
+#: identically or better and the RealTime QA held-out slice within a point (docs/benchmarks.md).
+#: ``QA_BACKEND=onnx`` gives fp32 vectors (equal to torch's).
+DEFAULT_BACKEND = "onnx-int8"
 #: Appended to a model name for int8 vectors (not interchangeable with fp32 ones in a manifest).
 INT8_SUFFIX = "@int8"
 #: Texts per forward pass; length-sorted, so padding stays small (64 measured best here).
@@ -184,14 +184,16 @@ class SentenceTransformerEmbedder:
             return len(tok.encode(text, add_special_tokens=False).ids)
         return len(tok.encode(text, add_special_tokens=False))
 
-    def _encode_batch(self, batch: list[str]) -> np.ndarray:
+    def encode_batch(self, batch: Sequence[str]) -> np.ndarray:
+        """One forward pass over exactly ``batch`` (padded to its longest text); rows normalised."""
         return self.model.encode(
-            batch, batch_size=len(batch), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+            list(batch), batch_size=len(batch), convert_to_numpy=True, normalize_embeddings=True,
+            show_progress_bar=False,
         )
 
     def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
         """Embed ``texts`` in length-sorted batches; rows are L2-normalised float32."""
-        return encode_sorted(texts, self.dim, self.batch_size, self._encode_batch, progress)
+        return encode_sorted(texts, self.dim, self.batch_size, self.encode_batch, progress)
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -316,6 +318,10 @@ class OnnxEmbedder:
             self._counter.no_padding()
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
+    def encode_batch(self, batch: Sequence[str]) -> np.ndarray:
+        """One forward pass over exactly ``batch`` (padded to its longest text); rows normalised."""
+        return self.encoder.encode_batch(batch)
+
     def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
         """Embed ``texts`` in length-sorted batches; rows are L2-normalised float32."""
         return encode_sorted(texts, self.dim, self.batch_size, self.encoder.encode_batch, progress)
@@ -332,15 +338,23 @@ def encode_sorted(
     texts = list(texts)
     if not texts:
         return np.zeros((0, dim), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
     out = np.zeros((len(texts), dim), dtype=np.float32)
     done = 0
-    for idx in _batches(order, [len(t) for t in texts], batch_size):
+    for idx in plan_batches(texts, batch_size):
         out[idx] = encode_batch([texts[i] for i in idx])
         done += len(idx)
         if progress is not None:
             progress(done, len(texts))
     return l2_normalize(out)
+
+
+def plan_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """The batches ``encode_sorted`` encodes, as lists of row numbers: longest text first, cut by ``_batches``.
+
+    Ray workers encode exactly these batches, so their vectors equal a local build's (int8 scales activations
+    per batch, so the batch a text is in matters in the fourth decimal)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    return _batches(order, [len(t) for t in texts], batch_size)
 
 
 def _batches(order: list[int], lengths: list[int], size: int) -> list[list[int]]:

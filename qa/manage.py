@@ -181,9 +181,23 @@ class Library:
         if self._bot is None and not self.files():
             return None  # nothing to build yet
         embedder = self.embedder()
-        report = build_index([self.articles_dir], self.index_dir, embedder=embedder, progress=progress)
+        report = build_index([self.articles_dir], self.index_dir, embedder=_build_embedder(embedder),
+                             progress=progress)
         if self._bot is None:
             self._bot = Bot.load(self.index_dir, embedder=embedder)
         else:
             self._bot.refresh()
         return report
+
+
+def _build_embedder(embedder):
+    """The embedder a rebuild uses: ``embedder`` itself, or it on the Ray cluster ``$QA_RAY_ADDRESS`` names."""
+    from .settings import ray_address_from_env
+
+    address = ray_address_from_env()
+    if address is None:
+        return embedder
+    from .ray_embed import RayEmbedder, require_ray
+
+    require_ray()  # a RayError (a QAError) becomes the rebuild's status line
+    return RayEmbedder(embedder, address)

@@ -55,6 +55,13 @@ def backend_from_env() -> str | None:
     return (os.environ.get("QA_BACKEND") or "").strip().lower() or None
 
 
+def ray_address_from_env() -> str | None:
+    """``$QA_RAY_ADDRESS``: embed builds on this Ray cluster (``host:6379``, ``ray://host:10001``, ``auto``,
+    ``local``); None when unset (builds embed in this process)."""
+    value = (os.environ.get("QA_RAY_ADDRESS") or "").strip()
+    return value or None
+
+
 def threads_from_env() -> int | None:
     """``$QA_THREADS``: threads for one encoder, None when unset or not a positive whole number."""
     value = (os.environ.get("QA_THREADS") or "").strip()

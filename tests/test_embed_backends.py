@@ -174,3 +174,24 @@ def test_batches_keep_padding_bounded_and_cover_every_text():
         assert len(batch) <= 3
         assert all(2 * lengths[i] >= lengths[batch[0]] for i in batch)
     assert _batches([], [], 64) == []
+
+
+def test_plan_batches_cover_every_text_once_longest_first_and_match_encode():
+    """The batches a Ray worker is sent are the ones a local encode makes (so vectors match)."""
+    from qa.embed import encode_sorted, plan_batches
+
+    texts = [("word " * ((i * 7) % 90)).strip() or "x" for i in range(300)]
+    batches = plan_batches(texts, 64)
+    flat = [i for batch in batches for i in batch]
+    assert sorted(flat) == list(range(len(texts)))
+    assert all(0 < len(b) <= 64 for b in batches)
+    assert [len(texts[i]) for i in flat] == sorted((len(t) for t in texts), reverse=True)
+    assert all(2 * len(texts[b[-1]]) >= len(texts[b[0]]) for b in batches)  # padding at most doubles the work
+    seen: list[list[str]] = []
+
+    def record(batch: list[str]) -> np.ndarray:
+        seen.append(list(batch))
+        return HashEmbedder(dim=16).encode(batch)
+
+    encode_sorted(texts, 16, 64, record)
+    assert seen == [[texts[i] for i in b] for b in batches]
