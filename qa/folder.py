@@ -28,11 +28,12 @@ from .errors import QAError
 from .load import SUPPORTED_SUFFIXES, LoadError, load_file, suffix_of
 from .records import sha256_file
 from .sentences import collapse_whitespace
+from .settings import DEFAULT_MAX_UPLOAD_MB
 
 log = logging.getLogger(__name__)
 
-#: Default upload limit in bytes (the web chat reads ``QA_MAX_UPLOAD_MB``).
-MAX_UPLOAD_BYTES = 20_000_000
+#: Default upload limit in bytes (the web chat reads ``QA_MAX_UPLOAD_MB``; the default lives in settings).
+MAX_UPLOAD_BYTES = int(DEFAULT_MAX_UPLOAD_MB * 1_000_000)
 #: Longest pasted text accepted, in characters.
 MAX_PASTE_CHARS = 1_000_000
 #: The hidden folder inside the articles folder that removed files are moved to.
