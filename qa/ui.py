@@ -85,6 +85,9 @@ CSS = """
 .qa-status {font-size: .9rem; color: var(--body-text-color-subdued); min-height: 1.4rem}
 .qa-status progress {width: 100%; height: .6rem; accent-color: var(--color-accent)}
 .qa-status .qa-failed, .qa-notice .qa-failed {color: var(--error-text-color, #b91c1c)}
+/* Gradio's own status tracker (its timer text, e.g. "0.1s") never shows in the status line or the notice,
+   not even faded out: our status line says where a rebuild is. */
+#qa-status .wrap, #qa-notice .wrap {display: none !important}
 .qa-notice {font-size: .95rem}
 #qa-viewer {border: 1px solid var(--border-color-primary); border-radius: var(--radius-lg); padding: 0 1rem}
 .qa-doc-empty {color: var(--body-text-color-subdued); padding: 2rem 0}

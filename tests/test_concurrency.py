@@ -217,6 +217,11 @@ def test_bot_answers_from_16_threads_while_builds_commit(tmp_path: Path):
     for t in threads:
         t.start()
     time.sleep(THREAD_LOAD_SECONDS)
+    # Under load (16 asking threads on 2 cores) the builder may not have committed twice yet: the claim is about
+    # answering while several commits land, so wait for them (bounded) rather than for a fixed time.
+    deadline = time.monotonic() + 120
+    while (len(builds) < 2 or cold["loads"] < 2) and time.monotonic() < deadline:
+        time.sleep(0.5)
     stop.set()
     for t in threads:
         t.join(120)
