@@ -3,8 +3,8 @@
 ``RayEmbedder`` is an ``Embedder`` like any other, so ``build_index`` needs no
 Ray code: it hands over the texts to embed and gets the vectors back in order.
 Inside, the texts are cut into exactly the batches a local build makes
-(``embed.plan_batches``: longest first, at most 64, padding at most doubles),
-each batch is one row of a Ray Dataset, and ``map_batches`` runs them on a
+(``embed.plan_batches``: longest first, at most 64 texts and about 600 tokens,
+padding at most doubles), each batch is one row of a Ray Dataset, and ``map_batches`` runs them on a
 fixed pool of actors. Each actor builds the same embedder as the driver's
 (same model name, same backend) once, in its constructor, and encodes each
 batch as the local embedder would. Same batches, same model, same kernels: the
@@ -56,6 +56,10 @@ def require_ray():
 def backend_of(embedder: Embedder) -> str | None:
     """The backend an embedder runs on (``onnx``, ``onnx-int8``, ``torch``), None for the hash fake."""
     return getattr(embedder, "backend", None)
+
+
+#: Planned batches per actor call (each is still encoded in its own forward pass).
+ROWS_PER_CALL = 8
 
 
 class _BatchEncoder:
@@ -174,9 +178,10 @@ class RayEmbedder:
         context.print_on_execution_start = False
         size = min(self.pool_size(), len(batches))
         log.info("embedding %d texts in %d batches on %d Ray workers", len(texts), len(batches), size)
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        # Planned batches are small (about 600 tokens each), so each actor call takes several of them.
+        dataset = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // ROWS_PER_CALL)).map_batches(
             _BatchEncoder,
-            batch_size=1,
+            batch_size=ROWS_PER_CALL,
             compute=ray.data.ActorPoolStrategy(size=size),
             fn_constructor_kwargs={"model": self.name, "backend": self.backend, "threads": self.threads},
             num_cpus=self.threads,

@@ -176,6 +176,20 @@ def test_batches_keep_padding_bounded_and_cover_every_text():
     assert _batches([], [], 64) == []
 
 
+def test_batches_stay_within_the_character_budget_and_a_long_text_still_gets_one():
+    from qa.embed import _batches
+
+    lengths = [3000, 900, 800, 700, 600, 500, 450, 100, 90, 80, 70, 60, 50, 40]
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches = _batches(order, lengths, size=64, max_chars=2000)
+    assert batches[0] == [0]  # longer than the budget alone: a batch of its own, never dropped
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches[1:]:
+        assert lengths[batch[0]] * len(batch) <= 2000
+    # 3000 alone; 900+800 (a third would pad to 2700); 700+600; 500+450 (100 is under half of 500); 100..50; 40
+    assert [len(b) for b in batches] == [1, 2, 2, 2, 6, 1]
+
+
 def test_plan_batches_cover_every_text_once_longest_first_and_match_encode():
     """The batches a Ray worker is sent are the ones a local encode makes (so vectors match)."""
     from qa.embed import encode_sorted, plan_batches
