@@ -154,7 +154,10 @@ class LangChainBaseline:
     ) -> None:
         from langchain_community.vectorstores import FAISS
         from langchain_core.documents import Document
-        from langchain_huggingface import HuggingFaceEmbeddings
+        try:
+            from langchain_huggingface import HuggingFaceEmbeddings
+        except ImportError:  # the bench extra installs langchain-community, which has it too
+            from langchain_community.embeddings import HuggingFaceEmbeddings
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
         from qa.embed import bundled_model_path
