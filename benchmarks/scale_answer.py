@@ -1,6 +1,7 @@
 """Answer latency at 10k and 1M chunks, end to end (issue 11's last target).
 
     python benchmarks/scale_answer.py                        # everything; indexes are built once into --work
+    python benchmarks/scale_answer.py --threads 1            # one thread per process (fairer on a busy machine)
     python benchmarks/scale_answer.py --layouts tiered       # only the tiered 1M layout
     python benchmarks/scale_answer.py --render benchmarks/results/scale-answer.json
 
@@ -16,11 +17,11 @@ BM25); this measures ``Bot.ask``, the code the CLI and the web chat run.
   ``--work`` (outside the repository) and are reused by a rerun. Questions:
   those of the chosen weeks whose gold answer occurs in the slice
   (``bench.slice_questions``), the same ones at every size.
-* **1M, synthetic.** The 10k index replicated ``--copies`` times in the
-  project's own on-disk format: copy 0 is the real index exactly, copies
-  1..99 have new article and chunk ids, the same texts, and the real vectors
-  plus Gaussian noise (sigma 0.02 per dimension, renormalised, as
-  ``worker_scale``). FAISS (flat up to 25,000 rows, calibrated IVF above) and
+* **1M, synthetic.** The 10k index replicated to about ``--big`` chunks
+  (109 copies of 9,208 chunks) in the project's own on-disk format: copy 0 is
+  the real index exactly, the others have new article and chunk ids, the
+  same texts, and the real vectors plus Gaussian noise (sigma 0.02 per
+  dimension, renormalised, as ``worker_scale``). FAISS (flat up to 25,000 rows, calibrated IVF above) and
   the BM25 postings are made by the project's code (``build_dense``,
   ``Postings.merge``) and written by ``IndexWriter``. Two layouts:
   ``tiered`` is what the merge policy (``qa.build._merge_plan``) leaves after
@@ -403,6 +404,9 @@ def _measured(label: str, fn, *args, **kwargs) -> dict:
 
 
 def run(args) -> int:
+    if args.threads:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "QA_THREADS"):
+            os.environ[name] = str(args.threads)  # the workers inherit it
     work: Path = args.work
     root = bench.ROOT.resolve()
     if work.resolve() == root or root in work.resolve().parents:
@@ -419,7 +423,7 @@ def run(args) -> int:
             raise bench.BenchError("the LangChain recipe needs langchain-community (the bench extra); "
                                    "or leave it out with --skip-recipe") from None
     results: dict = {"machine": bench.machine(), "load_before": [round(x, 2) for x in os.getloadavg()],
-                     "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                     "started": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": args.threads,
                      "command": " ".join(["python benchmarks/scale_answer.py", *sys.argv[1:]])}
     started = time.perf_counter()
 
@@ -471,6 +475,7 @@ def run(args) -> int:
 
     # The synthetic 1M indexes.
     n_real = build["chunks"]
+    args.copies = args.copies or max(1, round(args.big / n_real))
     layout = tiered_layout(args.copies, n_real)
     indexes = {"10k": real}
     tiered, tiered_stamp = work / f"synthetic-{args.copies}x-tiered", work / f"synthetic-{args.copies}x-tiered.json"
@@ -569,7 +574,8 @@ def render(results: dict) -> str:
     lb, la = results.get("load_before", [0] * 3), results.get("load_after", [0] * 3)
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM; load average (1/5/15 min) "
-        f"{'/'.join(f'{x:.1f}' for x in lb)} before, {'/'.join(f'{x:.1f}' for x in la)} after.",
+        f"{'/'.join(f'{x:.1f}' for x in lb)} before, {'/'.join(f'{x:.1f}' for x in la)} after; "
+        f"threads per process: {results.get('threads') or 'library default'}.",
         f"Real slice: {s['articles']} RealTime QA 2022 articles (weeks {', '.join(s['weeks'])}), "
         f"{results['build_10k']['chunks']:,} chunks; {s['questions_asked']} questions, the same at every size.",
         "",
@@ -627,18 +633,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rtqa", type=Path, default=bench.DEFAULT_RTQA, help="RealTime QA 2022 folder")
-    parser.add_argument("--work", type=Path, default=DEFAULT_WORK, help=f"indexes and scratch (default {DEFAULT_WORK})")
+    parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
+                        help=f"indexes and scratch (default {DEFAULT_WORK})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"result JSON (default {DEFAULT_OUT})")
     parser.add_argument("--chunks", type=int, default=10_000, help="chunks in the real index, about (default 10000)")
-    parser.add_argument("--copies", type=int, default=100, help="copies of the real index in the big one (default 100)")
+    parser.add_argument("--big", type=int, default=1_000_000,
+                        help="chunks of the big index, about: round(BIG / real chunks) copies (default 1000000)")
+    parser.add_argument("--copies", type=int, default=None,
+                        help="copies of the real index in the big one (overrides --big)")
     parser.add_argument("--sigma", type=float, default=0.02, help="noise per dimension of a copy's vectors")
-    parser.add_argument("--layouts", default=",".join(LAYOUTS), help="layouts of the big index: tiered, optimized ('' for none)")
+    parser.add_argument("--layouts", default=",".join(LAYOUTS),
+                        help="layouts of the big index: tiered, optimized ('' for none)")
     parser.add_argument("--questions", type=int, default=100, help="questions asked at every size (default 100)")
     parser.add_argument("--cold-repeats", type=int, default=3, help="cold starts at 10k (median)")
     parser.add_argument("--cold-repeats-1m", type=int, default=1, help="cold starts of each big index")
     parser.add_argument("--skip-recipe", action="store_true", help="leave out the LangChain recipe")
     parser.add_argument("--profile", action="store_true", help="cProfile a third pass of answers at the big sizes")
     parser.add_argument("--profile-all", action="store_true", help="... and at 10k")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every measured process (ONNX Runtime, torch, FAISS), as bench.py --threads; "
+                             "default: each library's own. On a busy machine 1 is fairer")
     parser.add_argument("--rebuild", action="store_true", help="build every index again")
     parser.add_argument("--render", type=Path, default=None, help="print the table of a result JSON and exit")
     parser.add_argument("--worker", nargs=2, metavar=("NAME", "PARAMS_FILE"), help=argparse.SUPPRESS)
