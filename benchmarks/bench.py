@@ -128,8 +128,11 @@ def quiet() -> None:
     logging.basicConfig(level=logging.WARNING, format="bench: %(name)s: %(message)s")
 
 
-def run_worker(name: str, params: dict, *, timeout: float = 3600) -> dict:
-    """Run one measurement in a fresh Python process; its peak RSS is its own."""
+def run_worker(name: str, params: dict, *, timeout: float = 3600, script: Path | None = None) -> dict:
+    """Run one measurement in a fresh Python process; its peak RSS is its own.
+
+    ``script`` is the benchmark whose ``--worker NAME`` runs it (default this one).
+    """
     import tempfile
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="qa-bench-", delete=False) as fh:
@@ -137,7 +140,7 @@ def run_worker(name: str, params: dict, *, timeout: float = 3600) -> dict:
     started = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), "--worker", name, fh.name],
+            [sys.executable, str(Path(script or __file__).resolve()), "--worker", name, fh.name],
             capture_output=True, text=True, timeout=timeout, cwd=str(ROOT),
             env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
         )
