@@ -178,8 +178,10 @@ class RayEmbedder:
         context.print_on_execution_start = False
         size = min(self.pool_size(), len(batches))
         log.info("embedding %d texts in %d batches on %d Ray workers", len(texts), len(batches), size)
-        # Planned batches are small (about 600 tokens each), so each actor call takes several of them.
-        dataset = ray.data.from_items(rows, override_num_blocks=-(-len(rows) // ROWS_PER_CALL)).map_batches(
+        # Planned batches are small (about 600 tokens each), so each actor call takes several of them; there are
+        # at least as many blocks as actors, so every actor gets work.
+        blocks = min(len(rows), max(size, -(-len(rows) // ROWS_PER_CALL)))
+        dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _BatchEncoder,
             batch_size=ROWS_PER_CALL,
             compute=ray.data.ActorPoolStrategy(size=size),
