@@ -181,6 +181,14 @@ class Postings:
         return postings
 
 
+def _offset_of(rows: np.ndarray) -> int | None:
+    """``rows[0]`` when ``rows`` is a run of consecutive global rows (a segment with nothing deleted), else None."""
+    if not len(rows) or rows[0] < 0:
+        return None if len(rows) else 0
+    start = int(rows[0])
+    return start if int(rows[-1]) == start + len(rows) - 1 and bool((np.diff(rows) == 1).all()) else None
+
+
 class Lexical:
     """BM25 over the live chunks of one or more segments, scored with corpus-wide statistics.
 
@@ -195,6 +203,8 @@ class Lexical:
         self.avg_length = total / self.n_docs if self.n_docs else 1.0
         # The length part of each chunk's BM25 denominator, fixed for this set of live chunks: computed once here.
         self._norms = [K1 * ((1 - B) + B * np.asarray(p.lengths, dtype=np.float64) / self.avg_length) for p, _ in self._parts]
+        # A segment with no deleted chunk maps local row i to global row offset + i: no gather or mask needed.
+        self._offsets = [_offset_of(rows) for _, rows in self._parts]
         self._df: dict[str, int] = {}
 
     @staticmethod
@@ -224,12 +234,15 @@ class Lexical:
 
     def _postings(self, token: str):
         """(global rows, term counts, length norms) of the live chunks holding ``token``, per segment."""
-        for (postings, rows), norms in zip(self._parts, self._norms):
+        for (postings, rows), norms, offset in zip(self._parts, self._norms, self._offsets):
             tid = postings.term_ids.get(token)
             if tid is None:
                 continue
             lo, hi = int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
             local = np.asarray(postings.post_rows[lo:hi], dtype=np.int64)
+            if offset is not None:
+                yield local + offset, np.asarray(postings.post_tfs[lo:hi]), norms[local]
+                continue
             found = rows[local]
             live = found >= 0
             yield found[live], np.asarray(postings.post_tfs[lo:hi])[live], norms[local[live]]
@@ -238,7 +251,17 @@ class Lexical:
         """Live chunks that hold ``token``, over all segments."""
         df = self._df.get(token)
         if df is None:
-            df = self._df[token] = sum(len(found) for found, _, _ in self._postings(token))
+            df = 0
+            for (postings, rows), offset in zip(self._parts, self._offsets):
+                tid = postings.term_ids.get(token)
+                if tid is None:
+                    continue
+                lo, hi = int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
+                if offset is not None:
+                    df += hi - lo
+                else:
+                    df += int((rows[np.asarray(postings.post_rows[lo:hi], dtype=np.int64)] >= 0).sum())
+            self._df[token] = df
         return df
 
     def idf(self, token: str) -> float:
