@@ -14,8 +14,8 @@ models it was trained and calibrated for; it is refused for any other.
 
 ``FallbackScorer`` is the hand-weighted score of earlier versions (cosine +
 IDF coverage + chunk rank + type cue). It is the default: trained on 670 quiz
-questions of 33 weeks, the ranker gains a point over it out-of-fold but loses
-to it on the bundled chat questions (docs/ranker.md), so ``scorer_for``
+questions of 33 weeks, the ranker beats it on held-out news quiz weeks but
+loses to it on the bundled chat questions (docs/ranker.md), so ``scorer_for``
 returns the ranker only when asked (``learned=True``,
 ``AnswerSettings.learned_ranker``).
 """
