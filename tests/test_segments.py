@@ -53,6 +53,13 @@ def write(folder: Path, i: int, version: int = 0) -> Path:
     return path
 
 
+def write_articles(tmp_path: Path, count: int) -> tuple[Path, list[Path]]:
+    """A new folder ``tmp_path/articles`` holding articles 0..count-1 (``write``), and their paths."""
+    articles = tmp_path / "articles"
+    articles.mkdir()
+    return articles, [write(articles, i) for i in range(count)]
+
+
 def assert_same_as_full(index_dir: Path, articles: Path, embedder, tmp_path: Path) -> None:
     """The index in ``index_dir`` searches and answers like a full build of ``articles``."""
     fresh_dir = tmp_path / f"fresh-{time.monotonic_ns()}"
@@ -84,11 +91,8 @@ def assert_same_as_full(index_dir: Path, articles: Path, embedder, tmp_path: Pat
 
 
 def test_adds_changes_removals_and_merges_equal_a_full_build(tmp_path: Path, hash_embedder):
-    articles = tmp_path / "articles"
-    articles.mkdir()
+    articles, _ = write_articles(tmp_path, 30)
     index_dir = tmp_path / "index"
-    for i in range(30):
-        write(articles, i)
     build_index([articles], index_dir, embedder=hash_embedder)
     assert len(read_manifest(index_dir).segments) == 1
 
@@ -131,10 +135,7 @@ def test_adds_changes_removals_and_merges_equal_a_full_build(tmp_path: Path, has
 
 
 def test_removing_an_article_writes_a_deletion_list_and_the_manifest_only(tmp_path: Path, hash_embedder):
-    articles = tmp_path / "articles"
-    articles.mkdir()
-    for i in range(12):
-        write(articles, i)
+    articles, _ = write_articles(tmp_path, 12)
     index_dir = tmp_path / "index"
     build_index([articles], index_dir, embedder=hash_embedder)
     before = {p.relative_to(index_dir).as_posix() for p in index_dir.rglob("*") if p.is_file()}
@@ -154,9 +155,7 @@ def test_removing_an_article_writes_a_deletion_list_and_the_manifest_only(tmp_pa
 
 
 def test_unchanged_files_are_not_read_again(tmp_path: Path, hash_embedder, caplog):
-    articles = tmp_path / "articles"
-    articles.mkdir()
-    paths = [write(articles, i) for i in range(6)]
+    articles, paths = write_articles(tmp_path, 6)
     index_dir = tmp_path / "index"
     build_index([articles], index_dir, embedder=hash_embedder)
 
@@ -238,10 +237,7 @@ class WordCountEmbedder:
 
 
 def test_any_embedder_is_asked_only_for_the_new_chunks(tmp_path: Path):
-    articles = tmp_path / "articles"
-    articles.mkdir()
-    for i in range(5):
-        write(articles, i)
+    articles, _ = write_articles(tmp_path, 5)
     embedder = WordCountEmbedder()
     index_dir = tmp_path / "index"
     build_index([articles], index_dir, embedder=embedder)
@@ -287,10 +283,7 @@ def test_an_old_index_folder_says_to_rebuild_and_a_build_replaces_it(tmp_path: P
 
 
 def test_deletion_lists_are_checked(tmp_path: Path, hash_embedder):
-    articles = tmp_path / "articles"
-    articles.mkdir()
-    for i in range(10):
-        write(articles, i)
+    articles, _ = write_articles(tmp_path, 10)
     index_dir = tmp_path / "index"
     build_index([articles], index_dir, embedder=hash_embedder)
     (articles / "a004.txt").unlink()
@@ -313,10 +306,7 @@ def test_deletion_lists_are_checked(tmp_path: Path, hash_embedder):
 
 
 def test_cli_build_optimize(tmp_path: Path):
-    articles = tmp_path / "articles"
-    articles.mkdir()
-    for i in range(6):
-        write(articles, i)
+    articles, _ = write_articles(tmp_path, 6)
     index_dir = tmp_path / "index"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "qa.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash", "--json"]
