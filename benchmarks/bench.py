@@ -507,17 +507,23 @@ def write_jsonl_gz(rows: Sequence[dict], path: Path) -> Path:
     return path
 
 
+def shuffled_weeks(rows: Sequence[dict]) -> tuple[dict[str, list[dict]], list[str]]:
+    """The articles of each quiz week (by search date, sorted by id) and the weeks in a fixed shuffled order."""
+    by_week: dict[str, list[dict]] = {}
+    for row in sorted(rows, key=lambda r: r["id"]):
+        by_week.setdefault(row.get("published", ""), []).append(row)
+    order = sorted(by_week)
+    random.Random(1).shuffle(order)
+    return by_week, order
+
+
 def week_slice(rows: Sequence[dict], size: int) -> tuple[list[dict], set[str]]:
     """About ``size`` articles made of whole quiz weeks (so that week's questions can be answered from them).
 
     Weeks are taken in a fixed shuffled order; when one week is already more
     than ``size``, a fixed random part of it.
     """
-    by_week: dict[str, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: r["id"]):
-        by_week.setdefault(row.get("published", ""), []).append(row)
-    order = sorted(by_week)
-    random.Random(1).shuffle(order)
+    by_week, order = shuffled_weeks(rows)
     chosen: list[dict] = []
     weeks: set[str] = set()
     for week in order:

@@ -67,12 +67,8 @@ LAYOUTS = ("tiered", "optimized")
 
 
 def chunk_slice(rows: Sequence[dict], target_chunks: int) -> tuple[list[dict], set[str]]:
-    """Whole quiz weeks, in bench.week_slice's fixed shuffled order, until their text makes about ``target_chunks``."""
-    by_week: dict[str, list[dict]] = {}
-    for row in sorted(rows, key=lambda r: r["id"]):
-        by_week.setdefault(row.get("published", ""), []).append(row)
-    order = sorted(by_week)
-    random.Random(1).shuffle(order)
+    """Whole quiz weeks, in bench.shuffled_weeks's fixed order, until their text makes about ``target_chunks``."""
+    by_week, order = bench.shuffled_weeks(rows)
     chosen: list[dict] = []
     weeks: set[str] = set()
     estimate = 0.0
