@@ -183,10 +183,10 @@ class Postings:
 
 def _offset_of(rows: np.ndarray) -> int | None:
     """``rows[0]`` when ``rows`` is a run of consecutive global rows (a segment with nothing deleted), else None."""
-    if not len(rows) or rows[0] < 0:
-        return None if len(rows) else 0
+    if not len(rows):
+        return 0
     start = int(rows[0])
-    return start if int(rows[-1]) == start + len(rows) - 1 and bool((np.diff(rows) == 1).all()) else None
+    return start if start >= 0 and bool((np.diff(rows) == 1).all()) else None
 
 
 class Lexical:
@@ -232,13 +232,16 @@ class Lexical:
         """Open what ``save`` wrote."""
         return Lexical.single(Postings.load(folder, mmap=mmap))
 
-    def _postings(self, token: str):
-        """(global rows, term counts, length norms) of the live chunks holding ``token``, per segment."""
+    def _spans(self, token: str):
+        """Per segment holding ``token``: its postings, row map, length norms, row offset and posting range."""
         for (postings, rows), norms, offset in zip(self._parts, self._norms, self._offsets):
             tid = postings.term_ids.get(token)
-            if tid is None:
-                continue
-            lo, hi = int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
+            if tid is not None:
+                yield postings, rows, norms, offset, int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
+
+    def _postings(self, token: str):
+        """(global rows, term counts, length norms) of the live chunks holding ``token``, per segment."""
+        for postings, rows, norms, offset, lo, hi in self._spans(token):
             local = np.asarray(postings.post_rows[lo:hi], dtype=np.int64)
             if offset is not None:
                 yield local + offset, np.asarray(postings.post_tfs[lo:hi]), norms[local]
@@ -248,15 +251,11 @@ class Lexical:
             yield found[live], np.asarray(postings.post_tfs[lo:hi])[live], norms[local[live]]
 
     def doc_freq(self, token: str) -> int:
-        """Live chunks that hold ``token``, over all segments."""
+        """Live chunks that hold ``token``, over all segments (counted from posting ranges, not gathered)."""
         df = self._df.get(token)
         if df is None:
             df = 0
-            for (postings, rows), offset in zip(self._parts, self._offsets):
-                tid = postings.term_ids.get(token)
-                if tid is None:
-                    continue
-                lo, hi = int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
+            for postings, rows, _, offset, lo, hi in self._spans(token):
                 if offset is not None:
                     df += hi - lo
                 else:
