@@ -127,6 +127,21 @@ def other_week(week: str, weeks: Sequence[str]) -> str:
     return weeks[1] if week == weeks[0] else weeks[0]
 
 
+def question_runs(questions: Sequence[dict], week: str, index, other_index):
+    """Each question of ``week`` that has gold strings: (its number in the file, the question, its gold strings,
+    the indexes it is asked of with whether it is answerable there). It is asked of its own week's ``index``, and of
+    ``other_index`` as unanswerable when none of its gold strings occurs in any article there."""
+    other_text = _corpus_text(other_index)
+    for q_i, q in enumerate(questions):
+        golds = [a for a in q.get("answers", []) if isinstance(a, str) and a.strip()]
+        if week_of(q) != week or not golds:
+            continue
+        asks = [(index, True)]
+        if not any(collapse_whitespace(g).casefold() in other_text for g in golds):
+            asks.append((other_index, False))
+        yield q_i, q, golds, asks
+
+
 def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], other: str, work: Path, tag: str,
                  passages: Sequence[int]) -> Path:
     """Candidates, features and labels of one week's questions: answerable of its own index, unanswerable of
@@ -148,16 +163,9 @@ def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], ot
     index = load_index(dirs[week], checksums=False)
     embedder = get_embedder(index.manifest.model)
     other_index = load_index(dirs[other], checksums=False)
-    other_text = _corpus_text(other_index)
     rows: dict[int, list] = {p: [] for p in passages}
     groups = []  # (question number in the file, answerable)
-    for q_i, q in enumerate(questions):
-        golds = [a for a in q.get("answers", []) if isinstance(a, str) and a.strip()]
-        if week_of(q) != week or not golds:
-            continue
-        asks = [(index, True)]
-        if not any(collapse_whitespace(g).casefold() in other_text for g in golds):
-            asks.append((other_index, False))
+    for q_i, q, golds, asks in question_runs(questions, week, index, other_index):
         vector = embedder.encode([q["q"]])[0]
         for idx, answerable in asks:
             hits = retrieve(idx, q["q"], vector, most, RetrieveSettings())
@@ -419,7 +427,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     dirs = build_weeks(paths, args.work, backend)
     if args.only_build:
         return 0
-    feats = prepare(questions, dirs, args.work, backend, (8, 12))
+    from qa.answer import AnswerSettings
+    from qa.rank import FEATURES
+
+    # the cache key names what the cached rows depend on besides the weeks: the feature list and the quote length
+    tag = f"{backend}-{len(FEATURES)}f-fill{AnswerSettings().fill_to}"
+    feats = prepare(questions, dirs, args.work, tag, (8, 12))
     variant = None
     if args.variant:
         weight, _, rounds = args.variant.partition(",")

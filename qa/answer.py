@@ -10,7 +10,8 @@ sentence several articles carry verbatim is shown once with its other sources,
 a sentence that only restates the question is never quoted, and a sentence
 scoring far below the best one is not shown at all. Each quote then grows by
 whole neighbouring sentences (across paragraph breaks) up to ``fill_to``
-characters. Figures for each choice: docs/evaluation.md and docs/ranker.md.
+characters, the top quote up to ``lead_fill_to``. Figures for each choice:
+docs/evaluation.md and docs/ranker.md.
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ class AnswerSettings:
     show_within: float | None = None
     max_quote_chars: int = 700
     #: Grow each quote with whole neighbouring sentences up to this many characters; 0: off.
-    fill_to: int = 330
+    fill_to: int = 400
+    #: The top quote grows up to this many characters instead (None: ``fill_to``): the best match gets the
+    #: most context, since the answer often sits next to the sentence that matched the question.
+    lead_fill_to: int | None = 650
     #: Let that growth cross paragraph breaks (scraped news is mostly one-sentence paragraphs).
     fill_across_paragraphs: bool = True
     #: A candidate sentence that fits in one quote with an already chosen one (and the text between them)
@@ -154,8 +158,9 @@ def select_quotes(ranked: list[Candidate], k: int, settings: AnswerSettings, sho
         if len(groups) < k:
             groups.append(_Group(cand.article, cand.start, cand.end, cand.score, {cand.key}))
     if settings.fill_to:
-        for g in groups:
-            fill(g, groups, settings.fill_to, settings.fill_across_paragraphs)
+        for n, g in enumerate(groups):
+            limit = settings.lead_fill_to if n == 0 and settings.lead_fill_to else settings.fill_to
+            fill(g, groups, limit, settings.fill_across_paragraphs)
     quotes = []
     for g in groups:
         before, after = _context(g.article, g.start, g.end)

@@ -79,7 +79,8 @@ def test_adjacent_strong_sentences_merge_into_one_quote():
 def test_quotes_grow_by_whole_neighbouring_sentences_up_to_the_limit():
     text = "Zero sentence here. One sentence here. Two sentence here. Three sentence here.\n\nNext paragraph here."
     art = _article(text)
-    quotes = select_quotes([_cand(art, "One sentence here.", 1.0)], k=1, settings=AnswerSettings(fill_to=60))
+    quotes = select_quotes([_cand(art, "One sentence here.", 1.0)], k=1,
+                           settings=AnswerSettings(fill_to=60, lead_fill_to=None))
     assert quotes[0].text == "Zero sentence here. One sentence here. Two sentence here."  # next first, then previous
     whole = select_quotes([_cand(art, "Three sentence here.", 1.0)], k=1, settings=AnswerSettings(fill_to=500))
     assert whole[0].text == text  # across the paragraph break: news paragraphs are often one sentence
@@ -92,6 +93,17 @@ def test_quotes_grow_by_whole_neighbouring_sentences_up_to_the_limit():
     other = select_quotes(both, k=2, settings=AnswerSettings(fill_to=500, bridge=False))
     assert other[0].end <= other[1].start  # quotes never overlap
     assert all(art.text[q.start : q.end] == q.text for q in whole + within + other)
+
+
+def test_the_top_quote_grows_further_than_the_others():
+    text = "Zero sentence here. One sentence here. Two sentence here. Three sentence here. Four sentence here."
+    art = _article(text)
+    ranked = [_cand(art, "One sentence here.", 1.0), _cand(art, "Four sentence here.", 0.9)]
+    quotes = select_quotes(ranked, k=2, settings=AnswerSettings(fill_to=20, lead_fill_to=60, bridge=False))
+    assert [q.text for q in quotes] == ["Zero sentence here. One sentence here. Two sentence here.",
+                                       "Four sentence here."]
+    same = select_quotes(ranked, k=2, settings=AnswerSettings(fill_to=20, lead_fill_to=None, bridge=False))
+    assert [q.text for q in same] == ["One sentence here.", "Four sentence here."]
 
 
 def test_a_weak_sentence_in_the_next_paragraph_is_taken_into_the_quote_not_shown_twice():
@@ -115,7 +127,7 @@ def test_a_sentence_within_reach_of_a_quote_joins_it_with_the_text_between():
     apart = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=len(text), bridge=False))
     assert [q.text for q in apart] == ["The leadership accelerated its tests. These actions serve a dual purpose.",
                                        "At home, they reinforce the family."]  # the fill could not reach past it
-    far = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=60))
+    far = select_quotes(ranked, k=3, settings=AnswerSettings(fill_to=60, lead_fill_to=None))
     assert len(far) == 2 and all(len(q.text) <= 60 for q in far)  # out of reach: two quotes, each within the limit
 
 

@@ -1,0 +1,126 @@
+"""How long quotes should be: recall and characters shown for several ``fill_to`` / ``lead_fill_to`` settings.
+
+    python benchmarks/quote_length.py --data /work/shared/rtqa-2024-2026
+
+Runs on the training weeks of ``benchmarks/train_ranker.py`` (build them first with its ``--only-build``), never
+on the 2022 benchmark. Each question is retrieved and its candidates scored once; then every setting picks and
+grows its three quotes from the same ranked candidates, so the rows differ only in quote length. Answerable
+questions are asked of their own week, unanswerable ones of another week (as in training). Prints one row per
+setting, for the hand-weighted scorer (the learned ranker was trained on these weeks): recall@1 and @3 of the
+quotes shown (a refusal counts as a miss), mean characters of the three quotes and of the top one, and the share
+of each kind of question refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+#: (fill_to, lead_fill_to) settings compared; the first is the previous default, the shipped one is marked in docs.
+SETTINGS = ((330, None), (400, None), (450, None), (400, 550), (350, 600), (400, 650))
+
+
+def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 3) -> list[dict]:
+    """One row per question run, scorer and setting: rank of the first quote holding a gold string, characters."""
+    from qa.answer import AnswerSettings, rank_candidates, select_quotes
+    from qa.embed import get_embedder
+    from qa.evaluate import answer_rank
+    from qa.rank import scorer_for
+    from qa.records import Answer
+    from qa.retrieve import RetrieveSettings, retrieve
+    from qa.store import load_index
+    from train_ranker import chosen_weeks, other_week, question_runs, read_questions
+
+    questions = read_questions(data)
+    weeks = chosen_weeks(questions, weeks_count)
+    rows: list[dict] = []
+    embedder, scorers = None, {}
+    started = time.perf_counter()
+    for n, week in enumerate(weeks, 1):
+        index = load_index(work / backend / f"week-{week}", checksums=False)
+        if embedder is None:
+            embedder = get_embedder(index.manifest.model)
+            # the learned ranker is left out: it was trained on these weeks, so its figures here would flatter it
+            scorers = {"hand-weighted": scorer_for(embedder.name)}
+        other = load_index(work / backend / f"week-{other_week(week, weeks)}", checksums=False)
+        for _, q, golds, asks in question_runs(questions, week, index, other):
+            vector = embedder.encode([q["q"]])[0]
+            for idx, answerable in asks:
+                base = AnswerSettings()
+                hits = retrieve(idx, q["q"], vector, base.passages, RetrieveSettings())
+                cands, X = rank_candidates(q["q"], q["q"], vector, idx, hits, embedder, base, scorers["hand-weighted"])
+                for name, scorer in scorers.items():
+                    for cand, score in zip(cands, scorer.score(X).tolist() if cands else []):
+                        cand.score = score
+                    ranked = sorted((c for c in cands if not c.echo), key=lambda c: -c.score)
+                    calibration = scorer.calibration(embedder.name)
+                    refused = not ranked or ranked[0].score < calibration.abstain_below
+                    for fill_to, lead in SETTINGS:
+                        settings = AnswerSettings(fill_to=fill_to, lead_fill_to=lead)
+                        quotes = [] if refused else select_quotes(ranked, k, settings, calibration.show_within)
+                        answer = Answer(question=q["q"], text="", quotes=tuple(quotes), abstained=refused,
+                                        searched=q["q"], notice="", seconds=0.0)
+                        rows.append({"scorer": name, "fill_to": fill_to, "lead_fill_to": lead,
+                                     "answerable": answerable, "refused": refused,
+                                     "rank": answer_rank(answer, golds, k) if answerable else 0,
+                                     "chars": [len(x.text) for x in quotes]})
+        print(f"week {week} ({n}/{len(weeks)}, {time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
+    return rows
+
+
+def summarize(rows: Sequence[dict]) -> list[dict]:
+    """Recall, characters and refusals per scorer and setting."""
+    out = []
+    keys = sorted({(r["scorer"], r["fill_to"], r["lead_fill_to"] or 0) for r in rows},
+                  key=lambda t: (t[0] != "hand-weighted", *t))
+    for scorer, fill_to, lead in keys:
+        mine = [r for r in rows if (r["scorer"], r["fill_to"], r["lead_fill_to"] or 0) == (scorer, fill_to, lead)]
+        ans = [r for r in mine if r["answerable"]]
+        unans = [r for r in mine if not r["answerable"]]
+        shown = [r for r in mine if not r["refused"]]
+        out.append({
+            "scorer": scorer, "fill_to": fill_to, "lead_fill_to": lead or None,
+            "recall@1": round(sum(r["rank"] == 1 for r in ans) / max(1, len(ans)), 3),
+            "recall@3": round(sum(0 < r["rank"] <= 3 for r in ans) / max(1, len(ans)), 3),
+            "chars_top3": round(sum(sum(r["chars"]) for r in shown) / max(1, len(shown))),
+            "chars_top1": round(sum(r["chars"][0] for r in shown if r["chars"]) / max(1, len(shown))),
+            "answerable_refused": round(sum(r["refused"] for r in ans) / max(1, len(ans)), 3),
+            "unanswerable_refused": round(sum(r["refused"] for r in unans) / max(1, len(unans)), 3),
+            "questions": len(ans), "unanswerable": len(unans),
+        })
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True, type=Path, help="folder with RealTime QA 2024-2026")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rtqa-train"), help="train_ranker.py's cache folder")
+    parser.add_argument("--backend", default=None, choices=("onnx-int8", "onnx", "torch"))
+    parser.add_argument("--weeks", type=int, default=None, help="only the first N of the chosen weeks")
+    parser.add_argument("--out", type=Path, default=None, help="write the summary as JSON here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from qa.embed import DEFAULT_BACKEND
+
+    summary = summarize(run(args.data, args.work, args.backend or DEFAULT_BACKEND, args.weeks))
+    for s in summary:
+        lead = s["lead_fill_to"] or "-"
+        print(f"{s['scorer']:13s} fill_to {s['fill_to']:3d} lead {lead!s:>4}  "
+              f"R@1 {s['recall@1']:.3f}  R@3 {s['recall@3']:.3f}  chars {s['chars_top3']:4d} (top {s['chars_top1']:3d})  "
+              f"refused {s['answerable_refused']:.3f} / {s['unanswerable_refused']:.3f}")
+    if args.out:
+        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
