@@ -73,6 +73,8 @@ FEATURES = (
     "novelty",  # rare vocabulary beyond the question, squashed into [0, 1)
     "echo",  # adds no word to the question
     "question_terms",
+    "window_coverage",  # coverage by the sentence and its two neighbours together (what a quote shows)
+    "window_typed",  # typed, for the sentence and its two neighbours together
 )
 
 
@@ -229,6 +231,8 @@ def features(question: str, searched: str, cands: list[Candidate], dense: np.nda
         cand.echo = tokens <= weights.keys()
         cand.key = collapse_whitespace(text).lower()
         extra = sum(idf(t) for t in tokens if t not in weights)
+        prev_tokens, next_tokens = tokens_of(cand.article, cand.prev), tokens_of(cand.article, cand.next)
+        window = cand.article.text[(cand.prev or (cand.start, 0))[0] : (cand.next or (0, cand.end))[1]]
         values = {
             "dense": float(d),
             "coverage": coverage(weights, tokens),
@@ -240,8 +244,8 @@ def features(question: str, searched: str, cands: list[Candidate], dense: np.nda
             "title_coverage": coverage(weights, set(tokenize(cand.article.title))),
             "position": cand.start / max(1, len(cand.article.text)),
             "chars": len(text),
-            "prev_coverage": coverage(weights, tokens_of(cand.article, cand.prev)),
-            "next_coverage": coverage(weights, tokens_of(cand.article, cand.next)),
+            "prev_coverage": coverage(weights, prev_tokens),
+            "next_coverage": coverage(weights, next_tokens),
             "prev_dense": by_span.get((cand.article.id, *cand.prev), 0.0) if cand.prev else 0.0,
             "next_dense": by_span.get((cand.article.id, *cand.next), 0.0) if cand.next else 0.0,
             "typed": type_match(asked, text),
@@ -252,6 +256,8 @@ def features(question: str, searched: str, cands: list[Candidate], dense: np.nda
             "novelty": extra / (extra + 20.0),
             "echo": 1.0 if cand.echo else 0.0,
             "question_terms": len(weights),
+            "window_coverage": coverage(weights, tokens | prev_tokens | next_tokens),
+            "window_typed": type_match(asked, window),
         }
         for name, value in values.items():
             X[row, cols[name]] = value

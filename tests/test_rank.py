@@ -166,4 +166,6 @@ def test_features_describe_each_candidate():
     assert list(X[:, col["dense_rank"]]) == [2, 1, 0] and X[2, col["dense_gap"]] == 0.0
     assert X[0, col["title_coverage"]] > 0 and X[1, col["position"]] > X[0, col["position"]]
     assert X[0, col["qtype"]] == 3
+    assert X[1, col["window_coverage"]] > X[1, col["coverage"]]  # the sentence before it names the summit
+    assert X[2, col["window_typed"]] == 1.0 and X[0, col["window_typed"]] == 0.0  # the number is next to it
     assert FallbackScorer().score(X).shape == (3,)
