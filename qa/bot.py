@@ -24,7 +24,7 @@ from .followup import searched_history
 from .rank import scorer_for
 from .records import Answer
 from .retrieve import RetrieveSettings, retrieve
-from .settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir
+from .settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir, learned_ranker_from_env
 from .store import Index, IndexLoadError, load_index, read_manifest
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,9 @@ class Bot:
     ) -> None:
         self._index = index
         self.embedder = embedder
-        self.answer_settings = answer_settings or AnswerSettings(abstain_below=abstain_below_from_env())
+        self.answer_settings = answer_settings or AnswerSettings(
+            abstain_below=abstain_below_from_env(), learned_ranker=learned_ranker_from_env()
+        )
         self.retrieve_settings = retrieve_settings or RetrieveSettings()
         # the sentence scorer, read once: a missing or broken ranker file is a RankerError here, not mid-answer
         self.scorer = scorer_for(embedder.name, learned=self.answer_settings.learned_ranker)

@@ -1,7 +1,7 @@
 """Defaults and environment variables, in one place.
 
-``QA_INDEX``, ``QA_ARTICLES``, ``QA_MODEL`` and ``QA_ABSTAIN_BELOW`` set the
-defaults of the CLI, the Python API and the web chat.
+``QA_INDEX``, ``QA_ARTICLES``, ``QA_MODEL``, ``QA_ABSTAIN_BELOW`` and ``QA_RANKER`` set
+the defaults of the CLI, the Python API and the web chat.
 """
 
 from __future__ import annotations
@@ -102,6 +102,19 @@ def abstain_below_from_env() -> float | None:
             f"QA_ABSTAIN_BELOW must be a number such as 0.67 (higher refuses more often), not {value!r}"
         )
     return threshold
+
+
+#: ``QA_RANKER`` values: the hand-weighted score (the default) or the shipped learned ranker.
+RANKERS = ("hand", "learned")
+
+
+def learned_ranker_from_env() -> bool:
+    """``$QA_RANKER``: ``learned`` scores quotes with the shipped learned ranker, ``hand`` (or unset) with the
+    hand-weighted score; docs/ranker.md compares them."""
+    value = (os.environ.get("QA_RANKER") or "").strip().lower()
+    if value and value not in RANKERS:
+        raise SettingsError(f"QA_RANKER must be {' or '.join(RANKERS)} (unset: hand), not {value!r}")
+    return value == "learned"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def qa(monkeypatch, capsys):
 
     def run(*args: str, cwd: Path, stdin: str = "", env: dict[str, str] | None = None) -> Run:
         with monkeypatch.context() as m:
-            for name in ("QA_INDEX", "QA_MODEL", "QA_ARTICLES", "QA_ABSTAIN_BELOW"):
+            for name in ("QA_INDEX", "QA_MODEL", "QA_ARTICLES", "QA_ABSTAIN_BELOW", "QA_RANKER"):
                 m.delenv(name, raising=False)
             for name, value in (env or {}).items():
                 m.setenv(name, value)
@@ -165,6 +165,15 @@ def test_abstention_threshold_from_the_environment(built: Path, qa):
     assert refused["abstained"] and not refused["quotes"]
     for bad in ("strict", "nan", "inf"):
         assert_one_line_error(qa(*question, cwd=built, env={"QA_ABSTAIN_BELOW": bad}), "QA_ABSTAIN_BELOW", repr(bad))
+
+
+def test_ranker_from_the_environment(built: Path, qa):
+    question = ["ask", "How many troops has North Korea provided to Russia?", "--json"]
+    hand = qa(*question, cwd=built, env={"QA_RANKER": "hand"})
+    assert hand.returncode == 0 and json.loads(hand.stdout)["quotes"]
+    # the shipped ranker serves the bundled model only: asked for with this hash-embedder index, it is refused by name
+    assert_one_line_error(qa(*question, cwd=built, env={"QA_RANKER": "learned"}), "serves", "hash")
+    assert_one_line_error(qa(*question, cwd=built, env={"QA_RANKER": "trees"}), "QA_RANKER", "'trees'")
 
 
 def test_empty_question(built: Path, qa):

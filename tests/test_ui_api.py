@@ -345,16 +345,17 @@ def test_app_settings_from_the_environment(monkeypatch):
 
 
 @pytest.mark.slow
-def test_app_refuses_to_start_with_a_bad_abstention_threshold(tmp_path):
+@pytest.mark.parametrize("name, value", [("QA_ABSTAIN_BELOW", "strict"), ("QA_RANKER", "trees")])
+def test_app_refuses_to_start_with_a_bad_answer_setting(tmp_path, name, value):
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "QA_ABSTAIN_BELOW": "strict", "QA_INDEX": str(tmp_path / "index"),
+    env = {**os.environ, name: value, "QA_INDEX": str(tmp_path / "index"),
            "QA_ARTICLES": str(tmp_path / "articles"), "GRADIO_SERVER_PORT": "1"}
     proc = subprocess.run([sys.executable, str(root / "app.py")], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert proc.stderr.strip().startswith("app: error: QA_ABSTAIN_BELOW") and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith(f"app: error: {name}") and "Traceback" not in proc.stderr
     assert not (tmp_path / "index").exists()  # nothing was started, nothing written
 
 
