@@ -232,7 +232,8 @@ def features(question: str, searched: str, cands: list[Candidate], dense: np.nda
         cand.key = collapse_whitespace(text).lower()
         extra = sum(idf(t) for t in tokens if t not in weights)
         prev_tokens, next_tokens = tokens_of(cand.article, cand.prev), tokens_of(cand.article, cand.next)
-        window = cand.article.text[(cand.prev or (cand.start, 0))[0] : (cand.next or (0, cand.end))[1]]
+        window_start = cand.prev[0] if cand.prev else cand.start
+        window = cand.article.text[window_start : cand.next[1] if cand.next else cand.end]
         values = {
             "dense": float(d),
             "coverage": coverage(weights, tokens),
