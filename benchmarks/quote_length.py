@@ -30,7 +30,7 @@ SETTINGS = ((330, None), (400, None), (450, None), (400, 550), (350, 600), (400,
 
 
 def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 3) -> list[dict]:
-    """One row per question run, scorer and setting: rank of the first quote holding a gold string, characters."""
+    """One row per question run and setting: rank of the first quote holding a gold string, characters."""
     from qa.answer import AnswerSettings, rank_candidates, select_quotes
     from qa.embed import get_embedder
     from qa.evaluate import answer_rank
@@ -43,52 +43,46 @@ def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 
     questions = read_questions(data)
     weeks = chosen_weeks(questions, weeks_count)
     rows: list[dict] = []
-    embedder, scorers = None, {}
+    embedder = scorer = None
     started = time.perf_counter()
     for n, week in enumerate(weeks, 1):
         index = load_index(work / backend / f"week-{week}", checksums=False)
         if embedder is None:
             embedder = get_embedder(index.manifest.model)
-            # the learned ranker is left out: it was trained on these weeks, so its figures here would flatter it
-            scorers = {"hand-weighted": scorer_for(embedder.name)}
+            # the hand-weighted scorer only: the learned ranker was trained on these weeks and would look better here
+            scorer = scorer_for(embedder.name)
+        calibration = scorer.calibration(embedder.name)
         other = load_index(work / backend / f"week-{other_week(week, weeks)}", checksums=False)
         for _, q, golds, asks in question_runs(questions, week, index, other):
             vector = embedder.encode([q["q"]])[0]
             for idx, answerable in asks:
                 base = AnswerSettings()
                 hits = retrieve(idx, q["q"], vector, base.passages, RetrieveSettings())
-                cands, X = rank_candidates(q["q"], q["q"], vector, idx, hits, embedder, base, scorers["hand-weighted"])
-                for name, scorer in scorers.items():
-                    for cand, score in zip(cands, scorer.score(X).tolist() if cands else []):
-                        cand.score = score
-                    ranked = sorted((c for c in cands if not c.echo), key=lambda c: -c.score)
-                    calibration = scorer.calibration(embedder.name)
-                    refused = not ranked or ranked[0].score < calibration.abstain_below
-                    for fill_to, lead in SETTINGS:
-                        settings = AnswerSettings(fill_to=fill_to, lead_fill_to=lead)
-                        quotes = [] if refused else select_quotes(ranked, k, settings, calibration.show_within)
-                        answer = Answer(question=q["q"], text="", quotes=tuple(quotes), abstained=refused,
-                                        searched=q["q"], notice="", seconds=0.0)
-                        rows.append({"scorer": name, "fill_to": fill_to, "lead_fill_to": lead,
-                                     "answerable": answerable, "refused": refused,
-                                     "rank": answer_rank(answer, golds, k) if answerable else 0,
-                                     "chars": [len(x.text) for x in quotes]})
+                cands, _ = rank_candidates(q["q"], q["q"], vector, idx, hits, embedder, base, scorer)
+                ranked = sorted((c for c in cands if not c.echo), key=lambda c: -c.score)
+                refused = not ranked or ranked[0].score < calibration.abstain_below
+                for fill_to, lead in SETTINGS:
+                    settings = AnswerSettings(fill_to=fill_to, lead_fill_to=lead)
+                    quotes = [] if refused else select_quotes(ranked, k, settings, calibration.show_within)
+                    answer = Answer(question=q["q"], text="", quotes=tuple(quotes), abstained=refused,
+                                    searched=q["q"], notice="", seconds=0.0)
+                    rows.append({"fill_to": fill_to, "lead_fill_to": lead, "answerable": answerable,
+                                 "refused": refused, "rank": answer_rank(answer, golds, k) if answerable else 0,
+                                 "chars": [len(x.text) for x in quotes]})
         print(f"week {week} ({n}/{len(weeks)}, {time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
     return rows
 
 
 def summarize(rows: Sequence[dict]) -> list[dict]:
-    """Recall, characters and refusals per scorer and setting."""
+    """Recall, characters and refusals per setting, in the order of ``SETTINGS``."""
     out = []
-    keys = sorted({(r["scorer"], r["fill_to"], r["lead_fill_to"] or 0) for r in rows},
-                  key=lambda t: (t[0] != "hand-weighted", *t))
-    for scorer, fill_to, lead in keys:
-        mine = [r for r in rows if (r["scorer"], r["fill_to"], r["lead_fill_to"] or 0) == (scorer, fill_to, lead)]
+    for fill_to, lead in SETTINGS:
+        mine = [r for r in rows if (r["fill_to"], r["lead_fill_to"]) == (fill_to, lead)]
         ans = [r for r in mine if r["answerable"]]
         unans = [r for r in mine if not r["answerable"]]
         shown = [r for r in mine if not r["refused"]]
         out.append({
-            "scorer": scorer, "fill_to": fill_to, "lead_fill_to": lead or None,
+            "scorer": "hand-weighted", "fill_to": fill_to, "lead_fill_to": lead,
             "recall@1": round(sum(r["rank"] == 1 for r in ans) / max(1, len(ans)), 3),
             "recall@3": round(sum(0 < r["rank"] <= 3 for r in ans) / max(1, len(ans)), 3),
             "chars_top3": round(sum(sum(r["chars"]) for r in shown) / max(1, len(shown))),
@@ -114,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(run(args.data, args.work, args.backend or DEFAULT_BACKEND, args.weeks))
     for s in summary:
         lead = s["lead_fill_to"] or "-"
-        print(f"{s['scorer']:13s} fill_to {s['fill_to']:3d} lead {lead!s:>4}  "
+        print(f"fill_to {s['fill_to']:3d} lead {lead!s:>4}  "
               f"R@1 {s['recall@1']:.3f}  R@3 {s['recall@3']:.3f}  chars {s['chars_top3']:4d} (top {s['chars_top1']:3d})  "
               f"refused {s['answerable_refused']:.3f} / {s['unanswerable_refused']:.3f}")
     if args.out:
