@@ -4,7 +4,7 @@
 
 Steps, each cached under ``--work`` (default ``/tmp/rtqa-train``, outside the repo):
 
-1. **Weeks.** Every fourth week of 2024-2026 (``chosen_weeks``; or its first ``--weeks``).
+1. **Weeks.** Every fourth week of 2024-2026 (``chosen_weeks``; every ``--stride``-th; or its first ``--weeks``).
    Each question is asked of its own week's articles (the data's README says why): one index per
    week, built with the ``qa build`` code and the default embedder (int8 ONNX; ``--backend``).
 2. **Candidates.** Each question goes through ``Bot.ask``'s own retrieval and candidate generation
@@ -61,9 +61,10 @@ IGNORED = ("position",)
 WEEK_STRIDE = 4
 
 
-def chosen_weeks(questions: Sequence[dict], count: int | None = None) -> list[str]:
-    """Every ``WEEK_STRIDE``-th week of the questions' weeks; the first ``count`` of them when given."""
-    weeks = sorted({week_of(q) for q in questions})[::WEEK_STRIDE]
+def chosen_weeks(questions: Sequence[dict], count: int | None = None,
+                 stride: int = WEEK_STRIDE) -> list[str]:
+    """Every ``stride``-th week of the questions' weeks; the first ``count`` of them when given."""
+    weeks = sorted({week_of(q) for q in questions})[::stride]
     return weeks[:count] if count else weeks
 
 
@@ -405,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", required=True, type=Path, help="folder with RealTime QA 2024-2026")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rtqa-train"), help="cache folder (outside the repo)")
     parser.add_argument("--weeks", type=int, default=None, help="use only the first N of the chosen weeks")
+    parser.add_argument("--stride", type=int, default=WEEK_STRIDE,
+                        help=f"use every N-th week of the data (default {WEEK_STRIDE})")
     parser.add_argument("--backend", default=None, choices=("onnx-int8", "onnx", "torch"),
                         help="embedding backend of the week indexes (default: the default backend)")
     parser.add_argument("--only-build", action="store_true", help="build the week indexes, then stop")
@@ -415,10 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated features the trees may not use (default: position; '' for none)")
     parser.add_argument("--out", type=Path, default=ROOT / "qa" / "models" / "ranker.json", help="the model file")
     args = parser.parse_args(argv)
+    if args.stride < 1:
+        parser.error(f"--stride must be 1 or more, not {args.stride}")
     logging.basicConfig(level=logging.WARNING, format="train_ranker: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     questions = read_questions(args.data)
-    weeks = chosen_weeks(questions, args.weeks)
+    weeks = chosen_weeks(questions, args.weeks, args.stride)
     print(f"{len(weeks)} weeks, {sum(week_of(q) in weeks for q in questions)} questions", file=sys.stderr)
     paths = split_articles(args.data, weeks, args.work)
     from qa.embed import DEFAULT_BACKEND

@@ -169,3 +169,24 @@ def test_features_describe_each_candidate():
     assert X[1, col["window_coverage"]] > X[1, col["coverage"]]  # the sentence before it names the summit
     assert X[2, col["window_typed"]] == 1.0 and X[0, col["window_typed"]] == 0.0  # the number is next to it
     assert FallbackScorer().score(X).shape == (3,)
+
+
+def test_training_takes_every_stride_th_week_and_refuses_a_stride_below_one(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+    sys.path.insert(0, str(benchmarks))
+    try:
+        from train_ranker import chosen_weeks
+    finally:
+        sys.path.remove(str(benchmarks))
+    questions = [{"id": f"2024{month:02d}01_{n}"} for month in range(8, 0, -1) for n in range(2)]
+    assert chosen_weeks(questions) == ["20240101", "20240501"]  # every fourth week, in date order
+    assert chosen_weeks(questions, stride=2) == ["20240101", "20240301", "20240501", "20240701"]
+    assert chosen_weeks(questions, 3, stride=1) == ["20240101", "20240201", "20240301"]
+    proc = subprocess.run([sys.executable, str(benchmarks / "train_ranker.py"), "--data", str(tmp_path), "--stride", "0"],
+                          check=False, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("--stride must be 1 or more, not 0")
