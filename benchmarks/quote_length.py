@@ -1,10 +1,11 @@
-"""How long quotes should be: recall and characters shown for several ``fill_to`` / ``lead_fill_to`` settings.
+"""How long quotes should be: recall and characters shown for several ``fill_to`` / ``lead_fill_to`` / gap settings.
 
     python benchmarks/quote_length.py --data /work/shared/rtqa-2024-2026
 
 Runs on the training weeks of ``benchmarks/train_ranker.py`` (build them first with its ``--only-build``), never
 on the 2022 benchmark. Each question is retrieved and its candidates scored once; then every setting picks and
-grows its three quotes from the same ranked candidates, so the rows differ only in quote length. Answerable
+grows its three quotes from the same ranked candidates, so the rows differ only in quote length and in the gap
+rule (``show_within``: the calibrated gap, another, or none, showing three quotes whenever there are). Answerable
 questions are asked of their own week, unanswerable ones of another week (as in training). Prints one row per
 setting, for the hand-weighted scorer (the learned ranker was trained on these weeks): recall@1 and @3 of the
 quotes shown (a refusal counts as a miss), mean characters of the three quotes and of the top one, and the share
@@ -25,8 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-#: (fill_to, lead_fill_to) settings compared; the first is the previous default, the shipped one is marked in docs.
-SETTINGS = ((330, None), (400, None), (450, None), (400, 550), (350, 600), (400, 650))
+#: The scorer's own gap rule (``Calibration.show_within``).
+CALIBRATED = "calibrated"
+#: (fill_to, lead_fill_to, show_within) settings compared; the first is an earlier default, the shipped one is
+#: marked in docs.
+SETTINGS = ((330, None, CALIBRATED), (400, None, CALIBRATED), (450, None, CALIBRATED), (400, 550, CALIBRATED),
+            (350, 600, CALIBRATED), (400, 650, CALIBRATED), (400, 800, CALIBRATED), (400, 650, 0.3), (400, 650, None))
 
 
 def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 3) -> list[dict]:
@@ -61,12 +66,13 @@ def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 
                 cands, _ = rank_candidates(q["q"], q["q"], vector, idx, hits, embedder, base, scorer)
                 ranked = sorted((c for c in cands if not c.echo), key=lambda c: -c.score)
                 refused = not ranked or ranked[0].score < calibration.abstain_below
-                for fill_to, lead in SETTINGS:
+                for fill_to, lead, gap in SETTINGS:
                     settings = AnswerSettings(fill_to=fill_to, lead_fill_to=lead)
-                    quotes = [] if refused else select_quotes(ranked, k, settings, calibration.show_within)
+                    within = calibration.show_within if gap == CALIBRATED else gap
+                    quotes = [] if refused else select_quotes(ranked, k, settings, within)
                     answer = Answer(question=q["q"], text="", quotes=tuple(quotes), abstained=refused,
                                     searched=q["q"], notice="", seconds=0.0)
-                    rows.append({"fill_to": fill_to, "lead_fill_to": lead, "answerable": answerable,
+                    rows.append({"fill_to": fill_to, "lead_fill_to": lead, "show_within": gap, "answerable": answerable,
                                  "refused": refused, "rank": answer_rank(answer, golds, k) if answerable else 0,
                                  "chars": [len(x.text) for x in quotes]})
         print(f"week {week} ({n}/{len(weeks)}, {time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
@@ -76,13 +82,13 @@ def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 
 def summarize(rows: Sequence[dict]) -> list[dict]:
     """Recall, characters and refusals per setting, in the order of ``SETTINGS``."""
     out = []
-    for fill_to, lead in SETTINGS:
-        mine = [r for r in rows if (r["fill_to"], r["lead_fill_to"]) == (fill_to, lead)]
+    for fill_to, lead, gap in SETTINGS:
+        mine = [r for r in rows if (r["fill_to"], r["lead_fill_to"], r["show_within"]) == (fill_to, lead, gap)]
         ans = [r for r in mine if r["answerable"]]
         unans = [r for r in mine if not r["answerable"]]
         shown = [r for r in mine if not r["refused"]]
         out.append({
-            "scorer": "hand-weighted", "fill_to": fill_to, "lead_fill_to": lead,
+            "scorer": "hand-weighted", "fill_to": fill_to, "lead_fill_to": lead, "show_within": gap,
             "recall@1": round(sum(r["rank"] == 1 for r in ans) / max(1, len(ans)), 3),
             "recall@3": round(sum(0 < r["rank"] <= 3 for r in ans) / max(1, len(ans)), 3),
             "chars_top3": round(sum(sum(r["chars"]) for r in shown) / max(1, len(shown))),
@@ -108,8 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = summarize(run(args.data, args.work, args.backend or DEFAULT_BACKEND, args.weeks))
     for s in summary:
         lead = s["lead_fill_to"] or "-"
-        print(f"fill_to {s['fill_to']:3d} lead {lead!s:>4}  "
-              f"R@1 {s['recall@1']:.3f}  R@3 {s['recall@3']:.3f}  chars {s['chars_top3']:4d} (top {s['chars_top1']:3d})  "
+        print(f"fill_to {s['fill_to']:3d} lead {lead!s:>4} gap {s['show_within']!s:>10}  "
+              f"R@1 {s['recall@1']:.3f}  R@3 {s['recall@3']:.3f}  "
+              f"chars {s['chars_top3']:4d} (top {s['chars_top1']:3d})  "
               f"refused {s['answerable_refused']:.3f} / {s['unanswerable_refused']:.3f}")
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1) + "\n")
