@@ -12,7 +12,7 @@ import sys
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from qa.web import main  # noqa: E402 - the environment first, so no library phones home on import
+from qa.app.web import main  # noqa: E402 - the environment first, so no library phones home on import
 
 if __name__ == "__main__":
     sys.exit(main())

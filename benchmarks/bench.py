@@ -165,7 +165,7 @@ def emit(result: dict) -> None:
 
 
 def _load_articles(paths: Sequence[str]):
-    from qa.load import load_paths
+    from qa.ingest.load import load_paths
 
     return list(load_paths(paths).articles)
 
@@ -173,7 +173,7 @@ def _load_articles(paths: Sequence[str]):
 def _token_counter():
     from tokenizers import Tokenizer
 
-    from qa.embed import bundled_model_path
+    from qa.embed.base import bundled_model_path
 
     tok = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
     tok.no_truncation()
@@ -183,7 +183,7 @@ def _token_counter():
 
 def _recipe_embeddings():
     """``HuggingFaceEmbeddings`` on the bundled model, from langchain-huggingface or langchain-community."""
-    from qa.embed import bundled_model_path
+    from qa.embed.base import bundled_model_path
 
     try:
         from langchain_huggingface import HuggingFaceEmbeddings
@@ -208,8 +208,8 @@ def worker_build(p: dict) -> dict:
     system = p["system"]
     started = time.perf_counter()
     if system == "ours":
-        from qa.build import build_index
-        from qa.embed import get_embedder
+        from qa.index.build import build_index
+        from qa.embed.base import get_embedder
 
         embedder = get_embedder(backend=p.get("backend"))
         extra = {"model": embedder.name}
@@ -218,7 +218,7 @@ def worker_build(p: dict) -> dict:
             # start is part of what a one-off `qa build --ray` costs; on a standing cluster it is not).
             import ray
 
-            from qa.ray_embed import RayEmbedder
+            from qa.embed.ray import RayEmbedder
 
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
             ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
@@ -246,8 +246,8 @@ def worker_build(p: dict) -> dict:
         store.save_local(str(index))
         chunks, articles, extra = len(docs), len({d.metadata["source"] for d in docs}), {}
     else:
-        from qa.chunk import chunk_article
-        from qa.lexical import Lexical
+        from qa.ingest.chunk import chunk_article
+        from qa.index.lexical import Lexical
         from qa.settings import ChunkSettings
 
         count = _token_counter()
@@ -274,10 +274,10 @@ def worker_increment(p: dict) -> dict:
         import cProfile
         import pstats
 
-        from qa.build import build_index
-        from qa.store import read_manifest
+        from qa.index.build import build_index
+        from qa.index.store import read_manifest
 
-        from qa.embed import get_embedder
+        from qa.embed.base import get_embedder
 
         embedder = get_embedder(read_manifest(index).model)
         embedder.encode(["warm up"])  # model load is not part of the rebuild
@@ -324,7 +324,7 @@ class _Answerer:
     def __init__(self, system: str, index: Path) -> None:
         self.system = system
         if system == "ours":
-            from qa.bot import Bot
+            from qa.answer.bot import Bot
 
             self.bot = Bot.load(index)
         elif system == "recipe":
@@ -332,7 +332,7 @@ class _Answerer:
 
             self.store = FAISS.load_local(str(index), _recipe_embeddings(), allow_dangerous_deserialization=True)
         else:
-            from qa.lexical import Lexical
+            from qa.index.lexical import Lexical
 
             self.lexical = Lexical.load(index / "bm25", mmap=True)
             self.texts = json.loads((index / "chunks.json").read_text())["texts"]
@@ -400,9 +400,9 @@ def worker_scale(p: dict) -> dict:
     """Dense and BM25 search at ``p["size"]`` chunks made from a real index's vectors and texts."""
     import numpy as np
 
-    from qa.dense import build_dense, calibration_queries, exact_top, read_dense, recall_at, search_dense, write_dense
-    from qa.lexical import Lexical, tokenize
-    from qa.store import load_index
+    from qa.index.dense import build_dense, calibration_queries, exact_top, read_dense, recall_at, search_dense, write_dense
+    from qa.index.lexical import Lexical, tokenize
+    from qa.index.store import load_index
 
     size, work = int(p["size"]), Path(p["work"])
     source = load_index(Path(p["source"]), checksums=False)
@@ -631,7 +631,7 @@ def log(message: str) -> None:
 
 
 def embed_questions(questions: list[str]) -> list[list[float]]:
-    from qa.embed import get_embedder
+    from qa.embed.base import get_embedder
 
     return get_embedder().encode(questions).tolist()
 
@@ -687,7 +687,7 @@ def run(args) -> int:
     unknown = sorted(set(corpora) - {"bundled", "rtqa", "synthetic"}) + sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise BenchError(f"unknown corpus or system {', '.join(unknown)}: see --help")
-    from qa.embed import DEFAULT_BACKEND
+    from qa.embed.base import DEFAULT_BACKEND
 
     other = "onnx" if DEFAULT_BACKEND == "onnx-int8" else "onnx-int8"
     backends = (args.backends or (DEFAULT_BACKEND if args.quick else f"{DEFAULT_BACKEND},{other}")).split(",")

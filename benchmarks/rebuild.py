@@ -38,9 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.build import build_index  # noqa: E402
-from qa.embed import get_embedder  # noqa: E402
-from qa.store import read_manifest  # noqa: E402
+from qa.index.build import build_index  # noqa: E402
+from qa.embed.base import get_embedder  # noqa: E402
+from qa.index.store import read_manifest  # noqa: E402
 
 #: The article added and removed: a typical one (near the corpus's median length), fixed for reruns.
 PROBE_LINE = 2345
@@ -97,8 +97,8 @@ def timed_build(articles: Path, index: Path, embedder, **kwargs) -> dict:
 
 def real_embed_seconds(probe: Path, repeat: int) -> dict:
     """Chunk and embed the probe article with the bundled model (loaded and warmed up first)."""
-    from qa.chunk import chunk_article, embedding_text
-    from qa.load import read_file
+    from qa.ingest.chunk import chunk_article, embedding_text
+    from qa.ingest.load import read_file
     from qa.settings import ChunkSettings
 
     embedder = get_embedder(None)

@@ -55,8 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.evaluate import EvalItem, EvalReport, ItemResult, format_report, run_item, score_results
-from qa.sentences import collapse_whitespace
+from qa.answer.evaluate import EvalItem, EvalReport, ItemResult, format_report, run_item, score_results
+from qa.text import collapse_whitespace
 
 log = logging.getLogger("rtqa")
 
@@ -118,7 +118,7 @@ def _progress(label: str) -> Callable[[str, int, int], None]:
 def _subset_index(articles_gz: Path, folder: Path, keep: Callable[[str], bool], embedder, label: str,
                   seed: Path | None = None) -> None:
     """An index of the articles whose ``published`` date passes ``keep``; ``seed``'s vectors are reused if given."""
-    from qa.build import build_index
+    from qa.index.build import build_index
 
     subset = folder.with_name(folder.name + ".jsonl.gz")
     if not subset.exists():
@@ -146,7 +146,7 @@ def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = Fal
     full: "main" (all articles), "first" and "second" (the archive cut in time at ``CUT``).
     ``other``: an existing index to ask the held-out questions of as unanswerable, instead of building "tune".
     """
-    from qa.build import build_index
+    from qa.index.build import build_index
 
     articles_gz = data / "articles.jsonl.gz"
     if not articles_gz.is_file():
@@ -174,7 +174,7 @@ def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = Fal
 
 
 def _corpus_text(index_dir: Path) -> str:
-    from qa.store import load_index
+    from qa.index.store import load_index
 
     return _index_text(load_index(index_dir, checksums=False))
 
@@ -235,8 +235,8 @@ def bot_settings(overrides: Sequence[str]) -> dict:
     """``AnswerSettings``/``RetrieveSettings`` from the defaults and ``name=value`` overrides."""
     from dataclasses import fields, replace
 
-    from qa.answer import AnswerSettings
-    from qa.retrieve import RetrieveSettings
+    from qa.answer.quotes import AnswerSettings
+    from qa.answer.retrieve import RetrieveSettings
 
     answer, retrieve_ = AnswerSettings(), RetrieveSettings()
     for item in overrides:
@@ -258,7 +258,7 @@ def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Pa
                  answer_key: str, overrides: Sequence[str] = ()) -> dict[str, dict[str, Callable]]:
     systems: dict[str, dict[str, Callable]] = {}
     if "ours" in names:
-        from qa.bot import Bot
+        from qa.answer.bot import Bot
 
         settings = bot_settings(overrides)
         systems["ours"] = {key: Bot.load(folder, embedder=embedder, **settings).ask for key, folder in dirs.items()}
@@ -269,7 +269,7 @@ def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Pa
     if "langchain" in names:
         from baselines import LangChainBaseline
 
-        from qa.store import load_index
+        from qa.index.store import load_index
 
         systems["langchain"] = {}
         for key, folder in dirs.items():
@@ -299,9 +299,9 @@ def ceiling(bot, items: Sequence[EvalItem]) -> dict:
     that could be made from the candidate sentences of the top ``passages`` chunks (each grown as it
     would be shown) and of the top 12.
     """
-    from qa.answer import grown_span
-    from qa.rank import candidates
-    from qa.retrieve import retrieve
+    from qa.answer.quotes import grown_span
+    from qa.answer.rank import candidates
+    from qa.answer.retrieve import retrieve
 
     passages = bot.answer_settings.passages
     counts = {"in_articles": 0, "in_articles_of_top20": 0, "in_top3_chunks": 0, "in_top8_chunks": 0,
@@ -389,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise DataError(f"{args.data} is not a folder: pass --data with the folder that holds RealTime QA 2022")
         questions = read_questions(args.data)
         bot_settings(args.set)  # a bad --set fails before any work
-        from qa.embed import get_embedder
+        from qa.embed.base import get_embedder
 
         embedder = get_embedder()  # the default backend, as users get it (QA_BACKEND chooses another)
     except DataError as exc:
@@ -418,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{part}] {name}\n{format_report(report)}\n", file=sys.stderr, flush=True)
         results["parts"][part] = rows
         if args.ceiling:
-            from qa.bot import Bot
+            from qa.answer.bot import Bot
 
             bot = Bot.load(dirs[own], embedder=embedder, **bot_settings(args.set))
             results.setdefault("ceiling", {})[part] = reach = ceiling(bot, items[own])

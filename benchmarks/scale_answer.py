@@ -107,8 +107,8 @@ def copy_source(source: str, copy: int) -> str:
 def tiered_layout(copies: int, chunks: int) -> list[int]:
     """Copies per segment, oldest first, that the tiered merge policy leaves after ``copies`` builds that each
     add one copy (``chunks`` chunks): ``qa.build._merge_plan`` is asked after every build, as ``_build`` does."""
-    from qa.build import _merge_plan
-    from qa.store import SegmentEntry
+    from qa.index.build import _merge_plan
+    from qa.index.store import SegmentEntry
 
     current: list[tuple[SegmentEntry, int]] = []
     ids = iter(range(10**9))
@@ -142,7 +142,7 @@ def _memory() -> dict:
 
 def worker_prepare(p: dict) -> dict:
     """Export (first run only) and load the default embedder, so no build or answer pays the ONNX export."""
-    from qa.embed import get_embedder
+    from qa.embed.base import get_embedder
 
     started = time.perf_counter()
     embedder = get_embedder()
@@ -154,11 +154,11 @@ def worker_replicate(p: dict) -> dict:
     """The real index ``p["source"]`` replicated into the segments ``p["layout"]`` (copies per segment)."""
     import numpy as np
 
-    from qa.dense import build_dense
-    from qa.embed import l2_normalize
-    from qa.lexical import Postings
+    from qa.index.dense import build_dense
+    from qa.embed.base import l2_normalize
+    from qa.index.lexical import Postings
     from qa.records import Article, Chunk, chunk_id
-    from qa.store import IndexWriter, load_index, writer_lock
+    from qa.index.store import IndexWriter, load_index, writer_lock
 
     started = time.perf_counter()
     source = load_index(Path(p["source"]), checksums=False)
@@ -238,8 +238,8 @@ def worker_optimize(p: dict) -> dict:
 
     The copy is made of hard links (segments are immutable), so it costs no disk until the merge writes.
     """
-    from qa.build import _merge
-    from qa.store import IndexWriter, read_manifest, writer_lock
+    from qa.index.build import _merge
+    from qa.index.store import IndexWriter, read_manifest, writer_lock
 
     src, dst = Path(p["source"]), Path(p["index"])
     shutil.rmtree(dst, ignore_errors=True)
@@ -268,13 +268,13 @@ def worker_answer(p: dict) -> dict:
     started = time.perf_counter()
     import numpy as np
 
-    from qa.answer import compose
-    from qa.bot import Bot, clean_question
-    from qa.embed import get_embedder
-    from qa.followup import searched_history
-    from qa.rank import candidates
-    from qa.retrieve import retrieve
-    from qa.store import load_index
+    from qa.answer.quotes import compose
+    from qa.answer.bot import Bot, clean_question
+    from qa.embed.base import get_embedder
+    from qa.answer.followup import searched_history
+    from qa.answer.rank import candidates
+    from qa.answer.retrieve import retrieve
+    from qa.index.store import load_index
 
     out: dict = {"imports_s": round(time.perf_counter() - started, 2), "memory_before_load": _memory()}
     # What Bot.load does (load_index, then the index's embedder), timed step by step.
@@ -452,7 +452,7 @@ def run(args) -> int:
     else:
         bench.log(f"[10k] reusing {real} ({build['chunks']:,} chunks, built {build['measured']})")
     results["build_10k"] = build
-    from qa.store import read_manifest
+    from qa.index.store import read_manifest
 
     real_build_id = read_manifest(real).build_id
 

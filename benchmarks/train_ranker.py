@@ -37,8 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from qa.answer import grown_span
-from qa.sentences import collapse_whitespace
+from qa.answer.quotes import grown_span
+from qa.text import collapse_whitespace
 
 log = logging.getLogger("train_ranker")
 
@@ -98,8 +98,8 @@ def split_articles(data: Path, weeks: Sequence[str], work: Path) -> dict[str, Pa
 
 def build_weeks(paths: dict[str, Path], work: Path, backend: str) -> dict[str, Path]:
     """Build (or confirm up to date) one index per week with ``backend``'s vectors."""
-    from qa.build import build_index
-    from qa.embed import get_embedder
+    from qa.index.build import build_index
+    from qa.embed.base import get_embedder
 
     embedder = get_embedder(backend=backend)
     dirs = {}
@@ -149,11 +149,11 @@ def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], ot
     ``other``'s when none of their gold strings occurs there. Cached per week."""
     import numpy as np
 
-    from qa.answer import AnswerSettings, rank_candidates
-    from qa.embed import get_embedder
-    from qa.rank import FEATURES, FallbackScorer
-    from qa.retrieve import RetrieveSettings, retrieve
-    from qa.store import load_index
+    from qa.answer.quotes import AnswerSettings, rank_candidates
+    from qa.embed.base import get_embedder
+    from qa.answer.rank import FEATURES, FallbackScorer
+    from qa.answer.retrieve import RetrieveSettings, retrieve
+    from qa.index.store import load_index
 
     out = work / f"features-{tag}-{week}-vs-{other}.npz"
     if out.exists():
@@ -219,7 +219,7 @@ def prepare(questions: Sequence[dict], dirs: dict[str, Path], work: Path, tag: s
 
 def features_for(question: str, cands, dense, index):
     """Features of a prefix of the candidates (a smaller ``passages``), from their known cosines."""
-    from qa.rank import features
+    from qa.answer.rank import features
 
     return features(question, question, cands, dense, index.lexical.idf)
 
@@ -318,7 +318,7 @@ def fit(feats: Path, passages: int, variant: tuple[float, int] | None = None, ig
     import lightgbm as lgb
     import numpy as np
 
-    from qa.rank import FEATURES, RANKER_FORMAT, FallbackScorer, trees_from_lightgbm
+    from qa.answer.rank import FEATURES, RANKER_FORMAT, FallbackScorer, trees_from_lightgbm
 
     data = np.load(feats)
     X, label, echo, group = (data[f"{k}{passages}"] for k in ("X", "label", "echo", "group"))
@@ -426,14 +426,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     weeks = chosen_weeks(questions, args.weeks, args.stride)
     print(f"{len(weeks)} weeks, {sum(week_of(q) in weeks for q in questions)} questions", file=sys.stderr)
     paths = split_articles(args.data, weeks, args.work)
-    from qa.embed import DEFAULT_BACKEND
+    from qa.embed.base import DEFAULT_BACKEND
 
     backend = args.backend or DEFAULT_BACKEND
     dirs = build_weeks(paths, args.work, backend)
     if args.only_build:
         return 0
-    from qa.answer import AnswerSettings
-    from qa.rank import FEATURES
+    from qa.answer.quotes import AnswerSettings
+    from qa.answer.rank import FEATURES
 
     # the cache key names what the cached rows depend on besides the weeks: the feature list and the quote length
     tag = f"{backend}-{len(FEATURES)}f-fill{AnswerSettings().fill_to}"

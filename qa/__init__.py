@@ -11,17 +11,17 @@ __version__ = "0.1.0"
 __all__ = ["Bot", "build_index", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .bot import Bot
-    from .build import build_index
+    from qa.answer.bot import Bot
+    from qa.index.build import build_index
 
 
 def __getattr__(name: str) -> Any:
     if name == "Bot":
-        from .bot import Bot
+        from qa.answer.bot import Bot
 
         return Bot
     if name == "build_index":
-        from .build import build_index
+        from qa.index.build import build_index
 
         return build_index
     raise AttributeError(name)

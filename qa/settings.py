@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import QAError
+from qa.errors import QAError
 
 #: The name the bundled model is recorded under in an index manifest.
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"

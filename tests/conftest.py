@@ -41,7 +41,7 @@ def writable_copy(dst: Path) -> Path:
 
 @pytest.fixture
 def hash_embedder():
-    from qa.embed import HashEmbedder
+    from qa.embed.base import HashEmbedder
 
     return HashEmbedder(dim=64)
 
@@ -55,7 +55,7 @@ def corpus(tmp_path: Path) -> Path:
 @pytest.fixture
 def hash_index(tmp_path: Path, corpus: Path, hash_embedder) -> Path:
     """The bundled articles indexed with the hash embedder."""
-    from qa.build import build_index
+    from qa.index.build import build_index
 
     index_dir = tmp_path / "index"
     build_index([corpus], index_dir, embedder=hash_embedder)
@@ -64,7 +64,7 @@ def hash_index(tmp_path: Path, corpus: Path, hash_embedder) -> Path:
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    from qa.embed import SentenceTransformerEmbedder
+    from qa.embed.base import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     embedder.encode(["warm up"])
@@ -74,7 +74,7 @@ def real_embedder():
 @pytest.fixture(scope="session")
 def real_index(tmp_path_factory, real_embedder) -> Path:
     """The bundled articles indexed with the real model, once per session."""
-    from qa.build import build_index
+    from qa.index.build import build_index
 
     index_dir = tmp_path_factory.mktemp("real") / "index"
     build_index([ARTICLES], index_dir, embedder=real_embedder)
@@ -83,6 +83,6 @@ def real_index(tmp_path_factory, real_embedder) -> Path:
 
 @pytest.fixture(scope="session")
 def real_bot(real_index, real_embedder):
-    from qa.bot import Bot
+    from qa.answer.bot import Bot
 
     return Bot.load(real_index, embedder=real_embedder)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from qa.answer import ABSTAIN_TEXT, AnswerSettings, select_quotes
-from qa.rank import Candidate, type_match
-from qa.followup import contextualize, needs_context, searched_history
+from qa.answer.quotes import ABSTAIN_TEXT, AnswerSettings, select_quotes
+from qa.answer.rank import Candidate, type_match
+from qa.answer.followup import contextualize, needs_context, searched_history
 from qa.records import Article, Chunk, Hit
 
 QUESTIONS = [
@@ -24,7 +24,7 @@ HASH_SETTINGS = AnswerSettings(abstain_below=0.4)
 
 @pytest.fixture
 def hash_bot(hash_index, hash_embedder):
-    from qa.bot import Bot
+    from qa.answer.bot import Bot
 
     return Bot.load(hash_index, embedder=hash_embedder, answer_settings=HASH_SETTINGS)
 
@@ -132,8 +132,8 @@ def test_a_sentence_within_reach_of_a_quote_joins_it_with_the_text_between():
 
 
 def test_a_sentence_that_only_restates_the_question_is_never_quoted(tmp_path, hash_embedder):
-    from qa.bot import Bot
-    from qa.build import build_index
+    from qa.answer.bot import Bot
+    from qa.index.build import build_index
 
     (tmp_path / "quiz.txt").write_text(
         "Weekly quiz\n\nWhich wildly popular show was green lit for a new season?\n\n"
@@ -181,8 +181,8 @@ def test_the_same_sentence_in_several_articles_is_shown_once_with_its_sources():
 
 
 def test_duplicates_fold_through_the_whole_bot(tmp_path, hash_embedder):
-    from qa.bot import Bot
-    from qa.build import build_index
+    from qa.answer.bot import Bot
+    from qa.index.build import build_index
 
     story = ("Officials said the bridge over the Elbe river will reopen on Monday after repairs. "
              "Traffic was diverted for six weeks.\n")
@@ -201,7 +201,7 @@ def test_duplicates_fold_through_the_whole_bot(tmp_path, hash_embedder):
 
 
 def test_abstention_is_all_or_nothing(hash_index, hash_embedder):
-    from qa.bot import Bot
+    from qa.answer.bot import Bot
 
     never = Bot.load(hash_index, embedder=hash_embedder, answer_settings=AnswerSettings(abstain_below=-1e9))
     always = Bot.load(hash_index, embedder=hash_embedder, answer_settings=AnswerSettings(abstain_below=1e9))

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 from conftest import ROOT, TROOPS, free_port, writable_copy
 
-from qa.web import serve
+from qa.app.web import serve
 
 pytestmark = [pytest.mark.real, pytest.mark.browser]
 

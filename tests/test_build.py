@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.answer import AnswerSettings
-from qa.bot import Bot
-from qa.build import BuildError, build_index
-from qa.embed import HashEmbedder
+from qa.answer.quotes import AnswerSettings
+from qa.answer.bot import Bot
+from qa.index.build import BuildError, build_index
+from qa.embed.base import HashEmbedder
 from qa.settings import INDEX_FORMAT
-from qa.store import IndexInvalid, IndexMissing, load_index, read_manifest
+from qa.index.store import IndexInvalid, IndexMissing, load_index, read_manifest
 
 NEW_ARTICLE = """Ruritania Opens Its First Tidal Power Plant
 

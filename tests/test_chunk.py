@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from qa.chunk import chunk_article, embedding_text, split_text
-from qa.embed import SentenceTransformerEmbedder
+from qa.ingest.chunk import chunk_article, embedding_text, split_text
+from qa.embed.base import SentenceTransformerEmbedder
 from qa.records import Article
-from qa.sentences import sentence_spans
+from qa.text import sentence_spans
 from qa.settings import ChunkSettings
 
 ARTICLES = Path(__file__).resolve().parent.parent / "articles"

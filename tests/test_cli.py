@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TROOPS
 
-from qa.cli import main
+from qa.app.cli import main
 
 
 @dataclass
@@ -207,7 +207,7 @@ def test_missing_and_empty_articles_folder(tmp_path: Path, qa):
 def qa_process(*args: str, cwd: Path, **kwargs) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("QA_INDEX", "QA_MODEL")}
     env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "qa.cli", *args], cwd=cwd, env=env, text=True, **kwargs)
+    return subprocess.Popen([sys.executable, "-m", "qa.app.cli", *args], cwd=cwd, env=env, text=True, **kwargs)
 
 
 @pytest.mark.slow
@@ -241,7 +241,7 @@ def test_a_reader_that_leaves_early_is_not_an_error(built: Path, command: str):
 @pytest.mark.slow
 def test_help_is_fast_and_does_not_import_torch(tmp_path: Path):
     code = (
-        "import sys; from qa.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "import sys; from qa.app.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('torch' in sys.modules, 'faiss' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.bot import Bot
-from qa.build import build_index
-from qa.embed import get_embedder
-from qa.store import IndexBusy, load_index
+from qa.answer.bot import Bot
+from qa.index.build import build_index
+from qa.embed.base import get_embedder
+from qa.index.store import IndexBusy, load_index
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD_SECONDS = float(os.environ.get("QA_LOAD_SECONDS", "60"))
@@ -78,7 +78,7 @@ def fsync(fd):
     time.sleep(0.2)
     _fsync(fd)
 os.fsync = fsync
-from qa.build import build_index
+from qa.index.build import build_index
 def progress(stage, done, total):
     if done == total:
         print(stage, flush=True)
@@ -108,7 +108,7 @@ def test_a_second_build_stops_with_a_clear_message_and_nothing_breaks(tmp_path: 
         message = str(caught.value)
         assert "\n" not in message and f"process {first.pid}" in message and "qa build" in message
         proc = subprocess.run(
-            [sys.executable, "-m", "qa.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash"],
+            [sys.executable, "-m", "qa.app.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -333,7 +333,7 @@ def test_web_api_serves_16_clients_while_qa_build_adds_articles(web_app, tmp_pat
                 i += 1
             started = time.perf_counter()
             proc = subprocess.run(
-                [sys.executable, "-m", "qa.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash", "--json"],
+                [sys.executable, "-m", "qa.app.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash", "--json"],
                 capture_output=True,
                 text=True,
                 timeout=120,

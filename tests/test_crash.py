@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from qa.bot import Bot
-from qa.build import BuildError, build_index
-from qa.embed import get_embedder
-from qa.store import MANIFEST, load_index, read_manifest
+from qa.answer.bot import Bot
+from qa.index.build import BuildError, build_index
+from qa.embed.base import get_embedder
+from qa.index.store import MANIFEST, load_index, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLS = int(os.environ.get("QA_CRASH_KILLS", "24"))
@@ -54,7 +54,7 @@ QUESTIONS = [
 CHILD = r"""
 import os, sys, time
 import faiss, bm25s, langchain_text_splitters, numpy  # imported before READY so kills hit the build
-from qa.build import build_index
+from qa.index.build import build_index
 
 slow = float(os.environ["QA_CRASH_SLOW"])
 _fsync, _unlink, _replace = os.fsync, os.unlink, os.replace
@@ -298,7 +298,7 @@ def test_a_file_size_limit_stops_the_build_and_the_old_index_serves(live, limit:
     articles, index_dir, before = live
     old = read_manifest(index_dir)
     proc = subprocess.run(
-        [sys.executable, "-m", "qa.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash"],
+        [sys.executable, "-m", "qa.app.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash"],
         capture_output=True,
         text=True,
         timeout=120,

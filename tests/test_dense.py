@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import dense
-from qa.dense import build_dense, calibration_queries, make_dense, read_dense, recall_at, search_dense, write_dense
-from qa.lexical import Lexical, Postings, tokenize
+from qa.index import dense
+from qa.index.dense import build_dense, calibration_queries, make_dense, read_dense, recall_at, search_dense, write_dense
+from qa.index.lexical import Lexical, Postings, tokenize
 
 
 def clustered(n: int, dim: int = 48, centres: int = 40, seed: int = 0) -> np.ndarray:
@@ -86,8 +86,8 @@ def test_tiny_ivf_does_not_crash():
 
 def test_store_uses_ivf_above_the_threshold_and_search_agrees(tmp_path: Path, hash_embedder, monkeypatch):
     """A real build through qa.build with a lowered threshold: the committed index is IVF and searches well."""
-    from qa.build import build_index
-    from qa.store import load_index
+    from qa.index.build import build_index
+    from qa.index.store import load_index
 
     rng = np.random.default_rng(2)
     words = [f"w{i}" for i in range(400)]

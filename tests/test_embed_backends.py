@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa import embed
-from qa.embed import (
+from qa.embed import base as embed
+from qa.embed.base import (
     INT8_SUFFIX,
     EmbedderError,
     HashEmbedder,
@@ -47,7 +47,7 @@ def test_unknown_backend_is_refused_with_the_choices():
 def test_bad_qa_backend_warns_once_and_uses_the_default(monkeypatch, caplog):
     monkeypatch.setenv("QA_BACKEND", "gpu-please")
     embed._warned.clear()
-    with caplog.at_level(logging.WARNING, logger="qa.embed"):
+    with caplog.at_level(logging.WARNING, logger="qa.embed.base"):
         assert default_backend() == embed.DEFAULT_BACKEND
         assert default_backend() == embed.DEFAULT_BACKEND
     assert len([r for r in caplog.records if "QA_BACKEND" in r.getMessage()]) == 1
@@ -57,7 +57,7 @@ def test_missing_onnxruntime_falls_back_to_torch_with_one_warning(monkeypatch, c
     """No silent change of results: the fallback warns once and records the fp32 name."""
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an uninstalled package looks like to import
     embed._warned.clear()
-    with caplog.at_level(logging.WARNING, logger="qa.embed"):
+    with caplog.at_level(logging.WARNING, logger="qa.embed.base"):
         first = get_embedder(backend="onnx-int8")
         second = get_embedder(backend="onnx-int8")
     assert isinstance(first, SentenceTransformerEmbedder) and isinstance(second, SentenceTransformerEmbedder)
@@ -71,7 +71,7 @@ def test_fp32_onnx_fallback_is_quiet_when_not_asked_for(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     monkeypatch.delenv("QA_BACKEND", raising=False)
     embed._warned.clear()
-    with caplog.at_level(logging.WARNING, logger="qa.embed"):
+    with caplog.at_level(logging.WARNING, logger="qa.embed.base"):
         embedder = get_embedder(DEFAULT_MODEL)
     assert isinstance(embedder, SentenceTransformerEmbedder)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -100,8 +100,8 @@ def onnx_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
     """Chunk-sized passages of the bundled articles plus short questions."""
-    from qa.chunk import chunk_article
-    from qa.load import load_paths
+    from qa.ingest.chunk import chunk_article
+    from qa.ingest.load import load_paths
     from qa.settings import ChunkSettings
 
     counter = SentenceTransformerEmbedder()
@@ -115,7 +115,7 @@ def texts() -> list[str]:
 
 @pytest.mark.real
 def test_onnx_backends_agree_with_torch_and_keep_retrieval(onnx_cache, texts, real_embedder):
-    from qa.embed import OnnxEmbedder
+    from qa.embed.base import OnnxEmbedder
 
     fp32 = get_embedder(backend="onnx")
     int8 = get_embedder(backend="onnx-int8")
@@ -123,7 +123,7 @@ def test_onnx_backends_agree_with_torch_and_keep_retrieval(onnx_cache, texts, re
     assert isinstance(int8, OnnxEmbedder) and int8.int8 and int8.name == DEFAULT_MODEL + INT8_SUFFIX
     exported = sorted(p.name for p in onnx_cache.rglob("*.onnx"))
     assert exported == ["model-int8.onnx", "model.onnx"]
-    from qa.embed import bundled_model_path
+    from qa.embed.base import bundled_model_path
 
     for folder in (ROOT / "qa", ROOT / "tests", ROOT / "benchmarks", bundled_model_path()):
         assert not list(folder.rglob("*.onnx")), f"exports must never land in {folder}"
@@ -150,10 +150,10 @@ def test_onnx_backends_agree_with_torch_and_keep_retrieval(onnx_cache, texts, re
 
 @pytest.mark.real
 def test_an_int8_index_is_opened_with_int8_vectors(onnx_cache, tmp_path):
-    from qa.bot import Bot
-    from qa.build import build_index
-    from qa.embed import OnnxEmbedder
-    from qa.store import read_manifest
+    from qa.answer.bot import Bot
+    from qa.index.build import build_index
+    from qa.embed.base import OnnxEmbedder
+    from qa.index.store import read_manifest
 
     build_index([ROOT / "articles"], tmp_path / "index", embedder=get_embedder(backend="onnx-int8"))
     assert read_manifest(tmp_path / "index").model == DEFAULT_MODEL + INT8_SUFFIX
@@ -164,7 +164,7 @@ def test_an_int8_index_is_opened_with_int8_vectors(onnx_cache, tmp_path):
 
 
 def test_batches_keep_padding_bounded_and_cover_every_text():
-    from qa.embed import _batches
+    from qa.embed.base import _batches
 
     lengths = [500, 480, 300, 260, 120, 119, 60, 20, 19, 5]
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
@@ -177,7 +177,7 @@ def test_batches_keep_padding_bounded_and_cover_every_text():
 
 
 def test_batches_stay_within_the_character_budget_and_a_long_text_still_gets_one():
-    from qa.embed import _batches
+    from qa.embed.base import _batches
 
     lengths = [3000, 900, 800, 700, 600, 500, 450, 100, 90, 80, 70, 60, 50, 40]
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
@@ -192,7 +192,7 @@ def test_batches_stay_within_the_character_budget_and_a_long_text_still_gets_one
 
 def test_plan_batches_cover_every_text_once_longest_first_and_match_encode():
     """The batches a Ray worker is sent are the ones a local encode makes (so vectors match)."""
-    from qa.embed import encode_sorted, plan_batches
+    from qa.embed.base import encode_sorted, plan_batches
 
     texts = [("word " * ((i * 7) % 90)).strip() or "x" for i in range(300)]
     batches = plan_batches(texts, 64)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.evaluate import (
+from qa.answer.evaluate import (
     EvalItem,
     ItemResult,
     QuestionFileError,
@@ -157,7 +157,7 @@ def test_no_unanswerable_questions_gives_nan_abstention_recall():
 
 
 def test_evaluates_the_real_bot_on_the_hash_index(hash_index, hash_embedder):
-    from qa.bot import Bot
+    from qa.answer.bot import Bot
 
     bot = Bot.load(hash_index, embedder=hash_embedder)
     article = next(iter(bot.index.articles.values()))
@@ -173,7 +173,7 @@ def test_evaluates_the_real_bot_on_the_hash_index(hash_index, hash_embedder):
 
 
 def test_cli_eval_reports_bad_lines_and_prints_json(tmp_path, hash_index, capsys, monkeypatch):
-    from qa.cli import main
+    from qa.app.cli import main
 
     monkeypatch.setenv("QA_MODEL", "hash-64")
     path = _write(tmp_path, [
@@ -201,7 +201,7 @@ def test_cli_eval_reports_bad_lines_and_prints_json(tmp_path, hash_index, capsys
 
 
 def test_cli_eval_empty_file_is_one_clear_line(tmp_path, hash_index, capsys):
-    from qa.cli import main
+    from qa.app.cli import main
 
     path = _write(tmp_path, [])
     assert main(["eval", str(path), "--index", str(hash_index)]) == 1

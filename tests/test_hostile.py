@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from qa.bot import AskError, Bot, clean_question
-from qa.build import build_index
-from qa.load import MAX_ARTICLE_CHARS, MAX_FILE_BYTES, MAX_JSONL_LINES
+from qa.answer.bot import AskError, Bot, clean_question
+from qa.index.build import build_index
+from qa.ingest.load import MAX_ARTICLE_CHARS, MAX_FILE_BYTES, MAX_JSONL_LINES
 from qa.settings import MAX_QUESTION_CHARS
-from qa.store import load_index
+from qa.index.store import load_index
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,7 +240,7 @@ def test_a_long_question_is_cut_with_a_notice(ferry_bot: Bot):
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "qa.cli", *args],
+        [sys.executable, "-m", "qa.app.cli", *args],
         input=stdin,
         capture_output=True,
         text=True,

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.bot import Bot
-from qa.build import build_index
-from qa.embed import HashEmbedder
-from qa.store import IndexInvalid, IndexLoadError, IndexMissing, load_index, read_manifest
+from qa.answer.bot import Bot
+from qa.index.build import build_index
+from qa.embed.base import HashEmbedder
+from qa.index.store import IndexInvalid, IndexLoadError, IndexMissing, load_index, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "What did Kim Jong Un say about the United States?"
@@ -223,7 +223,7 @@ def test_another_model_is_refused(hash_index: Path):
 def test_cli_reports_a_broken_index_in_one_line(hash_index: Path, case: str):
     TAMPERING[case][0](hash_index)
     proc = subprocess.run(
-        [sys.executable, "-m", "qa.cli", "ask", QUESTION, "--index", str(hash_index)],
+        [sys.executable, "-m", "qa.app.cli", "ask", QUESTION, "--index", str(hash_index)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -305,7 +305,7 @@ def test_the_scanner_finds_pickle(tmp_path: Path):
 
 
 def test_no_pickle_in_the_package_code():
-    files = sorted((ROOT / "qa").glob("*.py")) + [p for p in [ROOT / "app.py"] if p.exists()]
+    files = sorted((ROOT / "qa").rglob("*.py")) + [p for p in [ROOT / "app.py"] if p.exists()]
     assert len(files) >= 10
     problems = [line for path in files for line in pickle_problems(path)]
     assert problems == []

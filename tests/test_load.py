@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.clean import BOILERPLATE_PATTERNS, clean_text, is_boilerplate
-from qa.load import SUPPORTED_SUFFIXES, LoadError, decode_text, load_file, load_paths
+from qa.ingest.clean import BOILERPLATE_PATTERNS, clean_text, is_boilerplate
+from qa.ingest.load import SUPPORTED_SUFFIXES, LoadError, decode_text, load_file, load_paths
 
 ARTICLES = Path(__file__).parent.parent / "articles"
 BODY = (
@@ -411,7 +411,7 @@ def test_jsonl_bad_lines_reported_with_line_numbers(tmp_path: Path, caplog: pyte
         {"text": BODY2, "id": "good2"},
     ]
     path = write(tmp_path / "feed.jsonl", _jsonl(rows))
-    with caplog.at_level(logging.WARNING, logger="qa.load"):
+    with caplog.at_level(logging.WARNING, logger="qa.ingest.load"):
         result = load_paths([path])
     assert [a.source for a in result.articles] == ["good1", "good2"]
     numbers = sorted(int(re.search(r"line (\d+)", m).group(1)) for m in result.skipped)

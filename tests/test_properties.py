@@ -20,11 +20,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from qa.bot import AskError, Bot
-from qa.build import BuildError, build_index
-from qa.chunk import chunk_article, split_text
-from qa.clean import clean_field, clean_text, strip_invisible
-from qa.embed import HashEmbedder
+from qa.answer.bot import AskError, Bot
+from qa.index.build import BuildError, build_index
+from qa.ingest.chunk import chunk_article, split_text
+from qa.ingest.clean import clean_field, clean_text, strip_invisible
+from qa.embed.base import HashEmbedder
 from qa.records import Article
 from qa.settings import ChunkSettings
 
@@ -199,7 +199,7 @@ def test_quotes_are_always_verbatim(texts: list[str], questions: list[str], chun
 @example("..\\..\\boot.html")
 @example("\u2025/\ufe52\ufe52/x.txt")  # characters that NFKC turns into dots
 def test_an_upload_name_never_leaves_the_articles_folder(name: str):
-    from qa.manage import safe_name
+    from qa.app.library import safe_name
 
     safe = safe_name(name)
     assert safe and "/" not in safe and "\\" not in safe and "\x00" not in safe

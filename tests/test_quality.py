@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.evaluate import evaluate, read_questions
+from qa.answer.evaluate import evaluate, read_questions
 
 QUESTIONS = Path(__file__).resolve().parent / "questions.jsonl"
 
@@ -97,8 +97,8 @@ def bridge_bot(tmp_path_factory, real_embedder):
     """The bundled articles plus a short local story about a bridge opening, indexed with the real model."""
     import shutil
 
-    from qa.bot import Bot
-    from qa.build import build_index
+    from qa.answer.bot import Bot
+    from qa.index.build import build_index
 
     folder = tmp_path_factory.mktemp("bridge") / "articles"
     shutil.copytree(Path(__file__).resolve().parent.parent / "articles", folder)

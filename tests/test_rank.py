@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from qa.rank import (
+from qa.answer.rank import (
     DEFAULT_RANKER,
     FEATURES,
     RANKER_FORMAT,
@@ -123,8 +123,8 @@ def test_a_ranker_for_another_model_is_refused_by_name(tmp_path):
 
 
 def test_the_hand_weighted_scorer_is_the_default_and_the_learned_ranker_opt_in(hash_index, hash_embedder):
-    from qa.answer import AnswerSettings
-    from qa.bot import Bot
+    from qa.answer.quotes import AnswerSettings
+    from qa.answer.bot import Bot
 
     assert isinstance(scorer_for("hash-128"), FallbackScorer)
     assert isinstance(scorer_for(DEFAULT_MODEL), FallbackScorer)

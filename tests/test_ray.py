@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.build import build_index
-from qa.cli import main
-from qa.embed import HashEmbedder, get_embedder
-from qa.store import load_index
+from qa.index.build import build_index
+from qa.app.cli import main
+from qa.embed.base import HashEmbedder, get_embedder
+from qa.index.store import load_index
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTICLES = ROOT / "articles"
@@ -76,8 +76,8 @@ def test_qa_ray_address_of_a_dead_cluster_fails_fast_with_what_to_do(monkeypatch
 @pytest.mark.real
 @pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
 def test_ray_build_equals_local_build(tmp_path, local_ray, backend):
-    from qa.bot import Bot
-    from qa.ray_embed import RayEmbedder
+    from qa.answer.bot import Bot
+    from qa.embed.ray import RayEmbedder
 
     local = get_embedder(backend=backend)
     remote = RayEmbedder(local, workers=2)
@@ -105,7 +105,7 @@ def test_ray_build_equals_local_build(tmp_path, local_ray, backend):
 @pytest.mark.ray
 def test_ray_embedder_keeps_row_order_across_workers(local_ray):
     """Many batches on two actors come back as one matrix in input order (the hash fake is order-sensitive)."""
-    from qa.ray_embed import RayEmbedder
+    from qa.embed.ray import RayEmbedder
 
     texts = [f"article {i} says " + "word " * (i % 37) for i in range(400)]
     fake = HashEmbedder(dim=32)

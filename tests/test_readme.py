@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_readme_help_block_matches_the_cli(monkeypatch, capsys):
-    from qa.cli import main
+    from qa.app.cli import main
 
     monkeypatch.setenv("COLUMNS", "80")
     with pytest.raises(SystemExit):

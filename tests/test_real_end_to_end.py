@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from qa.bot import Bot
-from qa.build import build_index
-from qa.sentences import collapse_whitespace
-from qa.store import load_index
+from qa.answer.bot import Bot
+from qa.index.build import build_index
+from qa.text import collapse_whitespace
+from qa.index.store import load_index
 
 pytestmark = pytest.mark.real
 
@@ -22,7 +22,7 @@ def run_qa(*args: str, cwd: Path, stdin: str | None = None) -> subprocess.Comple
     env = {k: v for k, v in os.environ.items() if k not in ("QA_INDEX", "QA_MODEL")}
     env["HF_HUB_OFFLINE"] = "1"
     return subprocess.run(
-        [sys.executable, "-m", "qa.cli", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "qa.app.cli", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env, timeout=300
     )
 
 

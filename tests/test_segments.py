@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.answer import AnswerSettings
-from qa.bot import Bot
-from qa.build import build_index
-from qa.embed import HashEmbedder
+from qa.answer.quotes import AnswerSettings
+from qa.answer.bot import Bot
+from qa.index.build import build_index
+from qa.embed.base import HashEmbedder
 from qa.settings import MERGE_FACTOR
-from qa.store import IndexInvalid, load_index, read_manifest
+from qa.index.store import IndexInvalid, load_index, read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 WORDS = (
@@ -164,7 +164,7 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, hash_embedder, caplo
     stat = paths[0].stat()
     paths[0].write_text(text.replace("Report", "Rqport", 1), encoding="utf-8")
     os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    with caplog.at_level(logging.INFO, logger="qa.build"):
+    with caplog.at_level(logging.INFO, logger="qa.index.build"):
         assert build_index([articles], index_dir, embedder=hash_embedder).changed is False
     assert "6 files (0 read, 6 unchanged)" in caplog.text
 
@@ -172,7 +172,7 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, hash_embedder, caplo
     paths[0].write_text(text, encoding="utf-8")
     os.utime(paths[0], (OLD + 100, OLD + 100))
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="qa.build"):
+    with caplog.at_level(logging.INFO, logger="qa.index.build"):
         assert build_index([articles], index_dir, embedder=hash_embedder).changed is False
     assert "(0 read, 6 unchanged)" in caplog.text
 
@@ -180,7 +180,7 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, hash_embedder, caplo
     # -- the racy window): read again.
     paths[1].write_text(paths[1].read_text(encoding="utf-8").replace("Report", "Rqport", 1), encoding="utf-8")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="qa.build"):
+    with caplog.at_level(logging.INFO, logger="qa.index.build"):
         report = build_index([articles], index_dir, embedder=hash_embedder)
     assert report.changed and report.embedded > 0 and "(1 read, 5 unchanged)" in caplog.text
 
@@ -269,7 +269,7 @@ def test_an_old_index_folder_says_to_rebuild_and_a_build_replaces_it(tmp_path: P
     message = str(caught.value)
     assert "\n" not in message and "older layout" in message and "rebuild it with `qa build --full`" in message
     proc = subprocess.run(
-        [sys.executable, "-m", "qa.cli", "ask", "What did Kim say?", "--index", str(index_dir)],
+        [sys.executable, "-m", "qa.app.cli", "ask", "What did Kim say?", "--index", str(index_dir)],
         capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
     )
@@ -309,7 +309,7 @@ def test_cli_build_optimize(tmp_path: Path):
     articles, _ = write_articles(tmp_path, 6)
     index_dir = tmp_path / "index"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    cmd = [sys.executable, "-m", "qa.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash", "--json"]
+    cmd = [sys.executable, "-m", "qa.app.cli", "build", str(articles), "--index", str(index_dir), "--model", "hash", "--json"]
     subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=120)
     write(articles, 6)
     subprocess.run(cmd, check=True, capture_output=True, env=env, timeout=120)
@@ -322,7 +322,7 @@ def test_cli_build_optimize(tmp_path: Path):
 
 def test_bm25_over_segments_with_and_without_deletions_equals_one_index_of_the_live_texts():
     """Whole segments take the offset path, segments with deletions the gather path: same scores as one index."""
-    from qa.lexical import Lexical, Postings, _offset_of, tokenize
+    from qa.index.lexical import Lexical, Postings, _offset_of, tokenize
 
     a = ["the bridge opened on monday", "a new bridge over the river", "troops were sent north"]
     b = ["the river flooded the bridge", "nothing about it here", "the mayor opened the bridge again"]

@@ -19,7 +19,7 @@ from conftest import TROOPS, free_port, writable_copy
 @pytest.fixture
 def library(tmp_path, hash_embedder):
     """A library over a copy of the bundled articles, indexed with the hash embedder."""
-    from qa.manage import Library
+    from qa.app.library import Library
 
     lib = Library(
         writable_copy(tmp_path / "articles"), tmp_path / "index", embedder=hash_embedder, max_upload_bytes=10_000
@@ -48,7 +48,7 @@ def library(tmp_path, hash_embedder):
     ],
 )
 def test_safe_name_keeps_uploads_inside_the_folder(given, expected):
-    from qa.folder import safe_name
+    from qa.app.folder import safe_name
 
     assert safe_name(given) == expected
 
@@ -68,7 +68,7 @@ def _folder_state(folder: Path) -> dict[str, bytes]:
     ],
 )
 def test_bad_upload_gives_a_message_and_changes_nothing(library, tmp_path, name, data, message):
-    from qa.folder import FolderError
+    from qa.app.folder import FolderError
 
     upload = tmp_path / "incoming" / name
     upload.parent.mkdir()
@@ -94,7 +94,7 @@ def test_upload_never_overwrites_a_different_file(library, tmp_path):
 
 
 def test_pasted_text_and_removal_to_the_trash_and_back(library):
-    from qa.folder import FolderError
+    from qa.app.folder import FolderError
 
     saved = library.folder.save_text("Harbour notes", "The harbour of Elsmere froze over in 1911.")
     assert saved.added and saved.path.name == "Harbour_notes.md" and saved.path.parent == library.articles_dir
@@ -131,7 +131,7 @@ def test_removed_articles_leave_the_index_and_come_back(library):
 
 
 def test_rebuild_switches_the_bot_and_a_failed_one_keeps_serving(library):
-    from qa.ui import status_html
+    from qa.app.ui import status_html
 
     old_build = library.bot.index.build_id
     library.folder.save_text("Lighthouse", "The Varnholt lighthouse was painted teal in 1987 by Mira Oslund.")
@@ -154,7 +154,7 @@ def test_rebuild_switches_the_bot_and_a_failed_one_keeps_serving(library):
 
 def test_rebuilder_merges_requests_made_while_it_runs_and_reports_failures():
     from qa.errors import QAError
-    from qa.rebuilder import Rebuilder
+    from qa.app.rebuilder import Rebuilder
 
     gate, started, runs = threading.Event(), threading.Event(), []
 
@@ -189,8 +189,8 @@ def test_rebuilder_merges_requests_made_while_it_runs_and_reports_failures():
 
 
 def test_no_index_says_how_to_build_it(tmp_path, hash_embedder):
-    from qa.manage import Library, NoIndex
-    from qa.ui import no_index_text
+    from qa.app.library import Library, NoIndex
+    from qa.app.ui import no_index_text
 
     lib = Library(tmp_path / "nothing", tmp_path / "index", embedder=hash_embedder)
     lib.start()
@@ -219,7 +219,7 @@ HOSTILE = (
 
 
 def test_markdown_escaping_leaves_no_markup():
-    from qa.ui import md_text
+    from qa.app.ui import md_text
 
     out = md_text(HOSTILE)
     assert "<" not in out and ">" not in out
@@ -228,7 +228,7 @@ def test_markdown_escaping_leaves_no_markup():
 
 
 def test_article_view_escapes_and_marks_the_span(library):
-    from qa.ui import article_html, source_ref
+    from qa.app.ui import article_html, source_ref
 
     article = next(iter(library.bot.index.articles.values()))
     start = article.text.index("North Korea")
@@ -240,7 +240,7 @@ def test_article_view_escapes_and_marks_the_span(library):
 
 
 def test_answer_messages_number_citations_by_article(library):
-    from qa.ui import answer_messages
+    from qa.app.ui import answer_messages
 
     answer = library.ask(TROOPS)
     messages = answer_messages(answer)
@@ -252,9 +252,9 @@ def test_answer_messages_number_citations_by_article(library):
 
 
 def test_the_cli_and_the_chat_number_citations_alike(library):
-    from qa.answer import citation_numbers
-    from qa.cli import format_answer_text
-    from qa.ui import answer_messages
+    from qa.answer.quotes import citation_numbers
+    from qa.app.cli import format_answer_text
+    from qa.app.ui import answer_messages
 
     answer = library.ask(TROOPS, k=5)
     numbers = citation_numbers(answer.quotes)
@@ -267,7 +267,7 @@ def test_the_cli_and_the_chat_number_citations_alike(library):
 
 
 def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
-    from qa.ui import Handlers
+    from qa.app.ui import Handlers
 
     on = Handlers(library)
     copy = tmp_path / "000_477d58a20c8c4005.txt"
@@ -280,7 +280,7 @@ def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
 
 
 def test_after_a_change_the_status_line_follows_the_rebuild_to_its_end(library):
-    from qa.ui import Handlers
+    from qa.app.ui import Handlers
 
     on = Handlers(library)
     _, _, notice, status, _ = on.add_text("Quay", "The Elsmere quay was rebuilt in granite in 1904.")
@@ -294,7 +294,7 @@ def test_after_a_change_the_status_line_follows_the_rebuild_to_its_end(library):
 
 
 def test_article_table_escapes_filters_and_caps(library):
-    from qa.ui import article_table
+    from qa.app.ui import article_table
 
     library.folder.save_text("<img src=x onerror=alert(1)> Tides", "The tide tables for Elsmere were printed in 1890.")
     library.rebuild()
@@ -310,7 +310,7 @@ def test_article_table_escapes_filters_and_caps(library):
 
 
 def test_remove_offers_an_undo_that_puts_the_file_back(library):
-    from qa.ui import Handlers
+    from qa.app.ui import Handlers
 
     on = Handlers(library)
     rel = "004_b620c456e68df0a2.txt"
@@ -395,7 +395,7 @@ def test_the_server_log_has_our_lines_only(tmp_path):
 def server(tmp_path_factory, real_embedder):
     root = tmp_path_factory.mktemp("web-api")
     port = free_port()
-    from qa.web import serve
+    from qa.app.web import serve
 
     demo, library = serve(
         writable_copy(root / "articles"),

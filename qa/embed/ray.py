@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from .embed import Embedder, EmbedderError, Progress, get_embedder, l2_normalize, plan_batches
-from .errors import QAError
+from qa.embed.base import Embedder, EmbedderError, Progress, get_embedder, l2_normalize, plan_batches
+from qa.errors import QAError
 
 log = logging.getLogger(__name__)
 

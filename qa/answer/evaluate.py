@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import QAError
-from .records import Answer
-from .sentences import collapse_whitespace
+from qa.errors import QAError
+from qa.records import Answer
+from qa.text import collapse_whitespace
 
 log = logging.getLogger(__name__)
 

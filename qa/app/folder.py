@@ -24,11 +24,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import QAError
-from .load import SUPPORTED_SUFFIXES, LoadError, load_file, suffix_of
-from .records import sha256_file
-from .sentences import collapse_whitespace
-from .settings import DEFAULT_MAX_UPLOAD_MB
+from qa.errors import QAError
+from qa.ingest.load import SUPPORTED_SUFFIXES, LoadError, load_file, suffix_of
+from qa.records import sha256_file
+from qa.text import collapse_whitespace
+from qa.settings import DEFAULT_MAX_UPLOAD_MB
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .records import Hit
-from .store import Index
+from qa.records import Hit
+from qa.index.store import Index
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import QAError
-from .answer import AnswerSettings, compose, make_answer
-from .embed import Embedder, canonical_model_name, get_embedder
-from .followup import searched_history
-from .rank import scorer_for
-from .records import Answer
-from .retrieve import RetrieveSettings, retrieve
-from .settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir, learned_ranker_from_env
-from .store import Index, IndexLoadError, load_index, read_manifest
+from qa.errors import QAError
+from qa.answer.quotes import AnswerSettings, compose, make_answer
+from qa.embed.base import Embedder, canonical_model_name, get_embedder
+from qa.answer.followup import searched_history
+from qa.answer.rank import scorer_for
+from qa.records import Answer
+from qa.answer.retrieve import RetrieveSettings, retrieve
+from qa.settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir, learned_ranker_from_env
+from qa.index.store import Index, IndexLoadError, load_index, read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .records import Article, Chunk, chunk_id
-from .settings import ChunkSettings
+from qa.records import Article, Chunk, chunk_id
+from qa.settings import ChunkSettings
 
 log = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ from urllib.parse import unquote
 
 import gradio as gr
 
-from .answer import citation_numbers
-from .errors import QAError
-from .folder import FolderError, Removed
-from .load import SUPPORTED_SUFFIXES
-from .manage import Library, NoIndex, RebuildStatus
-from .records import Answer
-from .sentences import collapse_whitespace
-from .words import counted
+from qa.answer.quotes import citation_numbers
+from qa.errors import QAError
+from qa.app.folder import FolderError, Removed
+from qa.ingest.load import SUPPORTED_SUFFIXES
+from qa.app.library import Library, NoIndex, RebuildStatus
+from qa.records import Answer
+from qa.text import collapse_whitespace
+from qa.app.words import counted
 
 log = logging.getLogger(__name__)
 

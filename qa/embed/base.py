@@ -28,8 +28,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import QAError
-from .settings import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES, backend_from_env, default_model
+from qa.errors import QAError
+from qa.settings import DEFAULT_MODEL, DEFAULT_MODEL_ALIASES, backend_from_env, default_model
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class OnnxEmbedder:
     def encoder(self):
         """The ``OnnxEncoder`` (exported if needed, loaded once)."""
         if self._encoder is None:
-            from .embed_onnx import OnnxEncoder, exported_model, max_seq_length
+            from qa.embed.onnx import OnnxEncoder, exported_model, max_seq_length
 
             folder = model_location(self._base)
             path = exported_model(folder, int8=self.int8)
@@ -295,7 +295,7 @@ class OnnxEmbedder:
 
     def prepare(self) -> None:
         """Export (if needed) and load now; raises ``OnnxUnavailable``/``EmbedderError`` instead of later."""
-        from .embed_onnx import require_runtime
+        from qa.embed.onnx import require_runtime
 
         require_runtime()
         if not (model_location(self._base) / "tokenizer.json").is_file():
@@ -308,7 +308,7 @@ class OnnxEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        from .embed_onnx import max_seq_length
+        from qa.embed.onnx import max_seq_length
 
         return max_seq_length(model_location(self._base))
 
@@ -408,7 +408,7 @@ def _make(base: str, backend: str, asked: bool) -> Embedder:
     try:
         embedder.prepare()
     except Exception as exc:  # missing package, export failure, odd model: many kinds
-        from .embed_onnx import OnnxUnavailable
+        from qa.embed.onnx import OnnxUnavailable
 
         reason = str(exc) if isinstance(exc, (OnnxUnavailable, EmbedderError)) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, EmbedderError) and base == DEFAULT_MODEL and bundled_model_path() is None:

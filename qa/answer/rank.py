@@ -33,16 +33,16 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import QAError
-from .lexical import tokenize
-from .records import Article, Hit
-from .sentences import collapse_whitespace, sentence_spans
-from .settings import DEFAULT_MODEL
+from qa.errors import QAError
+from qa.index.lexical import tokenize
+from qa.records import Article, Hit
+from qa.text import collapse_whitespace, sentence_spans
+from qa.settings import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
 #: The ranker shipped in the package.
-DEFAULT_RANKER = Path(__file__).parent / "models" / "ranker.json"
+DEFAULT_RANKER = Path(__file__).resolve().parent.parent / "models" / "ranker.json"
 RANKER_FORMAT = "qa-ranker/1"
 REBUILD_HINT = "rebuild it with: python benchmarks/train_ranker.py --data <RealTime QA 2024-2026 folder>"
 

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import l2_normalize
-from .settings import cache_root, threads_from_env
+from qa.embed.base import l2_normalize
+from qa.settings import cache_root, threads_from_env
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import QAError
-from qa.clean import clean_field, clean_text
+from qa.errors import QAError
+from qa.ingest.clean import clean_field, clean_text
 from qa.records import Article
 
 logger = logging.getLogger(__name__)

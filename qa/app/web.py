@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import QAError
-from .folder import MAX_UPLOAD_BYTES
-from .logs import setup_logging
-from .settings import (
+from qa.errors import QAError
+from qa.app.folder import MAX_UPLOAD_BYTES
+from qa.app.logs import setup_logging
+from qa.settings import (
     abstain_below_from_env,
     auth_from_env,
     default_articles_dir,
@@ -30,7 +30,7 @@ from .settings import (
 )
 
 #: The articles shipped with the project; the example questions are about them.
-BUNDLED_ARTICLES = Path(__file__).resolve().parent.parent / "articles"
+BUNDLED_ARTICLES = Path(__file__).resolve().parents[2] / "articles"
 
 def holds_bundled_articles(folder: Path) -> bool:
     """True if ``folder`` has the bundled articles (so the example questions fit)."""
@@ -56,8 +56,8 @@ def serve(
     block: bool = True,
 ):
     """Start the library (index update in the background) and launch the chat; returns (demo, library)."""
-    from .manage import Library
-    from .ui import BUNDLED_EXAMPLES, build_app, launch_options
+    from qa.app.library import Library
+    from qa.app.ui import BUNDLED_EXAMPLES, build_app, launch_options
 
     articles = Path(articles_dir) if articles_dir is not None else default_articles_dir()
     library = Library(

@@ -50,11 +50,11 @@ from typing import Any
 
 import numpy as np
 
-from .dense import DenseInfo, read_dense, search_segments, write_dense
-from .errors import QAError
-from .lexical import B, K1, Lexical, Postings, tokenizer_tag
-from .records import Article, Chunk, sha256_file
-from .settings import INDEX_FORMAT, OLD_INDEX_FORMATS, ChunkSettings
+from qa.index.dense import DenseInfo, read_dense, search_segments, write_dense
+from qa.errors import QAError
+from qa.index.lexical import B, K1, Lexical, Postings, tokenizer_tag
+from qa.records import Article, Chunk, sha256_file
+from qa.settings import INDEX_FORMAT, OLD_INDEX_FORMATS, ChunkSettings
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .embed import Embedder
-from .rank import Candidate, Scorer, candidates, features, scorer_for
-from .records import Answer, Article, Hit, Quote
-from .sentences import collapse_whitespace, sentence_spans
-from .store import Index
+from qa.embed.base import Embedder
+from qa.answer.rank import Candidate, Scorer, candidates, features, scorer_for
+from qa.records import Answer, Article, Hit, Quote
+from qa.text import collapse_whitespace, sentence_spans
+from qa.index.store import Index
 
 log = logging.getLogger(__name__)
 

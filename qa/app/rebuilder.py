@@ -17,8 +17,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .errors import QAError
-from .records import BuildReport
+from qa.errors import QAError
+from qa.records import BuildReport
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import QAError
-from .logs import setup_logging
-from .settings import debug_from_env, default_articles_dir, default_index_dir, model_from_env, ray_address_from_env
-from .words import counted
+from qa.errors import QAError
+from qa.app.logs import setup_logging
+from qa.settings import debug_from_env, default_articles_dir, default_index_dir, model_from_env, ray_address_from_env
+from qa.app.words import counted
 
 
 class UsageError(QAError):
@@ -87,7 +87,7 @@ def _emit(data: Any) -> None:
 
 def format_answer_text(answer) -> str:
     """An answer for the terminal: the quotes with citation numbers (one per article), then those articles."""
-    from .answer import citation_numbers
+    from qa.answer.quotes import citation_numbers
 
     lines = []
     if answer.notice:
@@ -110,7 +110,7 @@ def format_answer_text(answer) -> str:
 def cmd_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .build import build_index
+    from qa.index.build import build_index
 
     paths = args.paths or [str(default_articles_dir())]
     bars: dict[str, Any] = {}
@@ -129,7 +129,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     embedder = None
     address = args.ray if args.ray is not None else ray_address_from_env()
     if address is not None:
-        from .ray_embed import ray_embedder
+        from qa.embed.ray import ray_embedder
 
         embedder = ray_embedder(args.model, address or ray_address_from_env())
     try:
@@ -155,7 +155,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from .bot import Bot
+    from qa.answer.bot import Bot
 
     bot = Bot.load(_index_dir(args), model=model_from_env())
     answer = bot.ask(args.question, k=args.k)
@@ -167,7 +167,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from .bot import AskError, Bot
+    from qa.answer.bot import AskError, Bot
 
     bot = Bot.load(_index_dir(args), model=model_from_env())
     history: list[str] = []
@@ -199,7 +199,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .store import read_manifest, verify_files
+    from qa.index.store import read_manifest, verify_files
 
     folder = _index_dir(args)
     manifest = read_manifest(folder)
@@ -233,8 +233,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .bot import Bot
-    from .evaluate import evaluate, format_misses, format_report, read_questions
+    from qa.answer.bot import Bot
+    from qa.answer.evaluate import evaluate, format_misses, format_report, read_questions
 
     items, problems = read_questions(args.questions)
     for line in problems:

@@ -32,15 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from .chunk import chunk_article, embedding_text
-from .dense import DenseInfo, build_dense
-from .embed import Embedder, get_embedder
-from .errors import QAError
-from .lexical import Postings, tokenizer_tag
-from .load import LoadError, discover_files, read_file
-from .records import Article, BuildReport, Chunk, chunk_id, sha256_file
-from .settings import MERGE_FACTOR, PURGE_DELETED_SHARE, ChunkSettings
-from .store import (
+from qa.ingest.chunk import chunk_article, embedding_text
+from qa.index.dense import DenseInfo, build_dense
+from qa.embed.base import Embedder, get_embedder
+from qa.errors import QAError
+from qa.index.lexical import Postings, tokenizer_tag
+from qa.ingest.load import LoadError, discover_files, read_file
+from qa.records import Article, BuildReport, Chunk, chunk_id, sha256_file
+from qa.settings import MERGE_FACTOR, PURGE_DELETED_SHARE, ChunkSettings
+from qa.index.store import (
     MANIFEST,
     IndexLoadError,
     IndexWriter,

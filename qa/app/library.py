@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import QAError
-from .folder import MAX_UPLOAD_BYTES, ArticlesFolder, FolderError, safe_name
-from .rebuilder import Progress, Rebuilder, RebuildStatus
-from .records import Answer, BuildReport
+from qa.errors import QAError
+from qa.app.folder import MAX_UPLOAD_BYTES, ArticlesFolder, FolderError, safe_name
+from qa.app.rebuilder import Progress, Rebuilder, RebuildStatus
+from qa.records import Answer, BuildReport
 
 __all__ = ["ArticleRow", "FolderError", "Library", "NoIndex", "RebuildStatus", "safe_name"]
 
@@ -86,8 +86,8 @@ class Library:
         """The embedding model shared by the bot and every build (created once, loaded lazily)."""
         with self._embedder_lock:
             if self._embedder is None:
-                from .embed import get_embedder
-                from .store import IndexLoadError, read_manifest
+                from qa.embed.base import get_embedder
+                from qa.index.store import IndexLoadError, read_manifest
 
                 model = self._model
                 if model is None:
@@ -112,8 +112,8 @@ class Library:
 
     def _open(self) -> None:
         """Load the index in the index folder, if there is a usable one."""
-        from .bot import Bot
-        from .store import IndexLoadError
+        from qa.answer.bot import Bot
+        from qa.index.store import IndexLoadError
 
         try:
             self._bot = Bot.load(self.index_dir, embedder=self.embedder())
@@ -169,8 +169,8 @@ class Library:
 
     def _build(self, progress: Progress) -> BuildReport | None:
         """One incremental build of the folder, then switch the bot to it; None when there is nothing to build."""
-        from .bot import Bot
-        from .build import build_index
+        from qa.answer.bot import Bot
+        from qa.index.build import build_index
 
         if self._warm_up:  # the first run: load the model, open the index we have, then update it
             self._warm_up = False
@@ -192,12 +192,12 @@ class Library:
 
 def _build_embedder(embedder):
     """The embedder a rebuild uses: ``embedder`` itself, or it on the Ray cluster ``$QA_RAY_ADDRESS`` names."""
-    from .settings import ray_address_from_env
+    from qa.settings import ray_address_from_env
 
     address = ray_address_from_env()
     if address is None:
         return embedder
-    from .ray_embed import RayEmbedder, require_ray
+    from qa.embed.ray import RayEmbedder, require_ray
 
     require_ray()  # a RayError (a QAError) becomes the rebuild's status line
     return RayEmbedder(embedder, address)

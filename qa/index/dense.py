@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .embed import l2_normalize
+from qa.embed.base import l2_normalize
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Retrieve -> answer: hits, candidate sentences, scores, and the quotes of an Answer."""

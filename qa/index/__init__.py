@@ -1,0 +1,1 @@
+"""Store: the segmented index folder (FAISS + BM25 + records + manifest), written atomically."""
