@@ -26,7 +26,7 @@ from qa.index.build import build_index
 from qa.embed.base import HashEmbedder
 from qa.index.store import IndexInvalid, IndexLoadError, IndexMissing, load_index, read_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What did Kim Jong Un say about the United States?"
 
 

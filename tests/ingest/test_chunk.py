@@ -12,7 +12,7 @@ from qa.records import Article
 from qa.text import sentence_spans
 from qa.settings import ChunkSettings
 
-ARTICLES = Path(__file__).resolve().parent.parent / "articles"
+ARTICLES = Path(__file__).resolve().parents[2] / "articles"
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from qa.embed.base import (
 )
 from qa.settings import DEFAULT_MODEL
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_names_distinguish_int8_vectors():

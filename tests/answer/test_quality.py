@@ -15,7 +15,7 @@ import pytest
 
 from qa.answer.evaluate import evaluate, read_questions
 
-QUESTIONS = Path(__file__).resolve().parent / "questions.jsonl"
+QUESTIONS = Path(__file__).resolve().parents[1] / "questions.jsonl"
 
 pytestmark = pytest.mark.real
 
@@ -101,7 +101,7 @@ def bridge_bot(tmp_path_factory, real_embedder):
     from qa.index.build import build_index
 
     folder = tmp_path_factory.mktemp("bridge") / "articles"
-    shutil.copytree(Path(__file__).resolve().parent.parent / "articles", folder)
+    shutil.copytree(Path(__file__).resolve().parents[2] / "articles", folder)
     (folder / "bridge.txt").write_text(BRIDGE_STORY, encoding="utf-8")
     build_index([folder], folder.parent / "index", embedder=real_embedder)
     return Bot.load(folder.parent / "index", embedder=real_embedder)

@@ -214,7 +214,7 @@ def test_rtqa_benchmark_names_a_missing_data_path(tmp_path):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     missing = tmp_path / "no-such-rtqa"
     proc = subprocess.run([sys.executable, str(root / "benchmarks" / "rtqa.py"), "--data", str(missing)],
                           check=False, capture_output=True, text=True, timeout=60)

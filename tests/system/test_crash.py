@@ -34,7 +34,7 @@ from qa.index.build import BuildError, build_index
 from qa.embed.base import get_embedder
 from qa.index.store import MANIFEST, load_index, read_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("QA_CRASH_KILLS", "24"))
 SEED = int(os.environ.get("QA_CRASH_SEED", str(random.SystemRandom().randrange(1 << 30))))
 

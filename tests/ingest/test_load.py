@@ -14,7 +14,7 @@ import pytest
 from qa.ingest.clean import BOILERPLATE_PATTERNS, clean_text, is_boilerplate
 from qa.ingest.load import SUPPORTED_SUFFIXES, LoadError, decode_text, load_file, load_paths
 
-ARTICLES = Path(__file__).parent.parent / "articles"
+ARTICLES = Path(__file__).resolve().parents[2] / "articles"
 BODY = (
     "The city council voted on Tuesday to expand the tram network, adding twelve new stops "
     "along the river by the end of next year."

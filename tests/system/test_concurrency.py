@@ -36,7 +36,7 @@ from qa.index.build import build_index
 from qa.embed.base import get_embedder
 from qa.index.store import IndexBusy, load_index
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOAD_SECONDS = float(os.environ.get("QA_LOAD_SECONDS", "60"))
 THREAD_LOAD_SECONDS = float(os.environ.get("QA_THREAD_LOAD_SECONDS", "15"))
 CLIENTS = 16

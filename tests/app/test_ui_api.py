@@ -350,7 +350,7 @@ def test_app_refuses_to_start_with_a_bad_answer_setting(tmp_path, name, value):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, name: value, "QA_INDEX": str(tmp_path / "index"),
            "QA_ARTICLES": str(tmp_path / "articles"), "GRADIO_SERVER_PORT": "1"}
     proc = subprocess.run([sys.executable, str(root / "app.py")], env=env, capture_output=True, text=True, timeout=60)

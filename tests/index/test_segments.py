@@ -30,7 +30,7 @@ from qa.embed.base import HashEmbedder
 from qa.settings import MERGE_FACTOR
 from qa.index.store import IndexInvalid, load_index, read_manifest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WORDS = (
     "harbour council budget storm bridge school election tariff vaccine museum river drought railway festival "
     "senator strike reactor satellite orchard glacier airport refinery library tunnel coalition ferry wildfire "

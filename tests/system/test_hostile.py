@@ -27,7 +27,7 @@ from qa.ingest.load import MAX_ARTICLE_CHARS, MAX_FILE_BYTES, MAX_JSONL_LINES
 from qa.settings import MAX_QUESTION_CHARS
 from qa.index.store import load_index
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 INJECTIONS = [
     "<script>alert('owned')</script>",

@@ -176,7 +176,7 @@ def test_training_takes_every_stride_th_week_and_refuses_a_stride_below_one(tmp_
     import sys
     from pathlib import Path
 
-    benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+    benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
     sys.path.insert(0, str(benchmarks))
     try:
         from train_ranker import chosen_weeks

@@ -18,7 +18,7 @@ from qa.app.cli import main
 from qa.embed.base import HashEmbedder, get_embedder
 from qa.index.store import load_index
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTICLES = ROOT / "articles"
 
 
