@@ -1,0 +1,1 @@
+"""What produces a file in qa/models: never imported by qa/."""
