@@ -247,7 +247,7 @@ def worker_build(p: dict) -> dict:
         chunks, articles, extra = len(docs), len({d.metadata["source"] for d in docs}), {}
     else:
         from qa.ingest.chunk import chunk_article
-        from qa.index.lexical import Lexical
+        from qa.index.lexical import Postings
         from qa.settings import ChunkSettings
 
         count = _token_counter()
@@ -256,7 +256,7 @@ def worker_build(p: dict) -> dict:
             for chunk in chunk_article(article, ChunkSettings(), count):
                 texts.append(chunk.text)
                 sources.append(article.source)
-        Lexical.build(texts).save(index / "bm25")
+        Postings.build(texts).save(index / "bm25")
         (index / "chunks.json").write_text(json.dumps({"texts": texts, "sources": sources}))
         chunks, articles, extra = len(texts), len(set(sources)), {}
     seconds = time.perf_counter() - started
@@ -332,9 +332,12 @@ class _Answerer:
 
             self.store = FAISS.load_local(str(index), _recipe_embeddings(), allow_dangerous_deserialization=True)
         else:
-            from qa.index.lexical import Lexical
+            import numpy as np
 
-            self.lexical = Lexical.load(index / "bm25", mmap=True)
+            from qa.index.lexical import Lexical, Postings
+
+            postings = Postings.load(index / "bm25", mmap=True)
+            self.lexical = Lexical([(postings, np.arange(postings.n_docs, dtype=np.int64))])
             self.texts = json.loads((index / "chunks.json").read_text())["texts"]
 
     def ask(self, question: str, k: int = 3) -> list[str]:
@@ -401,7 +404,7 @@ def worker_scale(p: dict) -> dict:
     import numpy as np
 
     from qa.index.dense import build_dense, calibration_queries, exact_top, read_dense, recall_at, search_dense, write_dense
-    from qa.index.lexical import Lexical, tokenize
+    from qa.index.lexical import Lexical, Postings, tokenize
     from qa.index.store import load_index
 
     size, work = int(p["size"]), Path(p["work"])
@@ -455,14 +458,16 @@ def worker_scale(p: dict) -> dict:
     # BM25 over the source's chunk texts, replicated (tokenized once; same text, same tokens).
     tokens = [tokenize(c.text) or [""] for c in source.chunks]
     started = time.perf_counter()
-    lexical = Lexical.from_tokens([tokens[r] for r in rows.tolist()])
+    postings = Postings.from_tokens([tokens[r] for r in rows.tolist()])
+    lexical = Lexical([(postings, np.arange(postings.n_docs, dtype=np.int64))])
     build_s = time.perf_counter() - started
     folder = work / f"bm25-{size}"
-    lexical.save(folder)
-    del lexical
+    postings.save(folder)
+    del lexical, postings
     rss_before = _rss_now()
     started = time.perf_counter()
-    lexical = Lexical.load(folder, mmap=True)
+    postings = Postings.load(folder, mmap=True)
+    lexical = Lexical([(postings, np.arange(postings.n_docs, dtype=np.int64))])
     open_ms = (time.perf_counter() - started) * 1000
     times = []
     for q in p["questions"]:

@@ -75,17 +75,6 @@ def nlist_for(rows: int) -> int:
     return int(min(65536, max(64, 2 ** round(math.log2(4 * math.sqrt(max(rows, 1)))))))
 
 
-def make_dense(vectors: np.ndarray, *, flat_max: int | None = None, seed: int = 0, previous=None):
-    """An inner-product FAISS index over ``vectors``: flat up to ``flat_max`` (``FLAT_MAX``) rows, else calibrated IVF.
-
-    ``previous`` (the index being replaced) lets an IVF rebuild keep its
-    trained centroids instead of running k-means again, while the corpus has
-    not changed size by more than a factor of two.
-    """
-    index, _ = build_dense(vectors, flat_max=flat_max, seed=seed, previous=previous)
-    return index
-
-
 def _reusable_centroids(previous, rows: int, dim: int):
     """The previous IVF's centroids if they still suit ``rows`` vectors of ``dim``, else None."""
     import faiss
@@ -99,7 +88,13 @@ def _reusable_centroids(previous, rows: int, dim: int):
 
 
 def build_dense(vectors: np.ndarray, *, flat_max: int | None = None, seed: int = 0, previous=None):
-    """Like ``make_dense``, and also the ``DenseInfo`` (kind, nlist, nprobe, measured recall@10)."""
+    """An inner-product FAISS index over ``vectors`` and its ``DenseInfo`` (kind, nlist, nprobe, measured recall@10).
+
+    Flat up to ``flat_max`` (``FLAT_MAX``) rows, else calibrated IVF. ``previous``
+    (the index being replaced) lets an IVF rebuild keep its trained centroids
+    instead of running k-means again, while the corpus has not changed size by
+    more than a factor of two.
+    """
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -198,14 +193,11 @@ def read_dense(path: Path, *, mmap: bool = True):
 
     flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) if mmap else 0
     try:
-        index = faiss.read_index(str(path), flags)
+        return faiss.read_index(str(path), flags)
     except RuntimeError:
         if not flags:
             raise
-        index = faiss.read_index(str(path))  # a FAISS build that cannot map this kind
-    if hasattr(index, "hnsw"):  # indexes written by older versions
-        index.hnsw.efSearch = max(index.hnsw.efSearch, 64)
-    return index
+        return faiss.read_index(str(path))  # a FAISS build that cannot map this kind
 
 
 def search_dense(index, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

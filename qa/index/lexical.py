@@ -149,7 +149,8 @@ class Postings:
         return Postings._from_pairs(list(terms), cat(term_blocks, np.int64), cat(row_blocks, np.int64),
                                     cat(tf_blocks, np.int64), cat(length_blocks, np.int32))
 
-    def file_names(self) -> list[str]:
+    @staticmethod
+    def file_names() -> list[str]:
         """The files ``save`` writes, relative to its folder."""
         return [_TERMS, *(f"{name}.npy" for name in _ARRAYS)]
 
@@ -181,8 +182,11 @@ class Postings:
         return postings
 
 
-def _offset_of(rows: np.ndarray) -> int | None:
-    """``rows[0]`` when ``rows`` is a run of consecutive global rows (a segment with nothing deleted), else None."""
+def consecutive_offset(rows: np.ndarray) -> int | None:
+    """``rows[0]`` when ``rows`` is a run of consecutive global rows (a segment with nothing deleted), else None.
+
+    ``Lexical`` then maps a segment's local row ``i`` to ``offset + i`` without a gather or a mask.
+    """
     if not len(rows):
         return 0
     start = int(rows[0])
@@ -204,33 +208,8 @@ class Lexical:
         # The length part of each chunk's BM25 denominator, fixed for this set of live chunks: computed once here.
         self._norms = [K1 * ((1 - B) + B * np.asarray(p.lengths, dtype=np.float64) / self.avg_length) for p, _ in self._parts]
         # A segment with no deleted chunk maps local row i to global row offset + i: no gather or mask needed.
-        self._offsets = [_offset_of(rows) for _, rows in self._parts]
+        self._offsets = [consecutive_offset(rows) for _, rows in self._parts]
         self._df: dict[str, int] = {}
-
-    @staticmethod
-    def build(texts: Sequence[str]) -> Lexical:
-        """One segment over ``texts`` (one per chunk), every row live."""
-        return Lexical.single(Postings.build(texts))
-
-    @staticmethod
-    def from_tokens(corpus: Sequence[Sequence[str]]) -> Lexical:
-        """One segment over chunks already tokenized with ``tokenize``."""
-        return Lexical.single(Postings.from_tokens(corpus))
-
-    @staticmethod
-    def single(postings: Postings) -> Lexical:
-        return Lexical([(postings, np.arange(postings.n_docs, dtype=np.int64))])
-
-    def save(self, folder: Path) -> None:
-        """Save a one-segment, all-live index (what ``build`` and ``from_tokens`` make)."""
-        if len(self._parts) != 1 or self.n_docs != self._parts[0][0].n_docs:
-            raise ValueError("only a single segment without deletions can be saved on its own")
-        self._parts[0][0].save(folder)
-
-    @staticmethod
-    def load(folder: Path, mmap: bool = False) -> Lexical:
-        """Open what ``save`` wrote."""
-        return Lexical.single(Postings.load(folder, mmap=mmap))
 
     def _spans(self, token: str):
         """Per segment holding ``token``: its postings, row map, length norms, row offset and posting range."""

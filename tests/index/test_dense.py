@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from qa.index import dense
-from qa.index.dense import build_dense, calibration_queries, make_dense, read_dense, recall_at, search_dense, write_dense
-from qa.index.lexical import Lexical, Postings, tokenize
+from qa.index.dense import build_dense, calibration_queries, read_dense, recall_at, search_dense, write_dense
 
 
 def clustered(n: int, dim: int = 48, centres: int = 40, seed: int = 0) -> np.ndarray:
@@ -68,7 +67,7 @@ def test_ivf_on_structureless_vectors_still_reaches_the_target():
 def test_read_dense_memory_maps_the_vectors(tmp_path: Path, flat_max):
     x = clustered(2000)
     path = tmp_path / "dense.faiss"
-    write_dense(make_dense(x, flat_max=flat_max), path)
+    write_dense(build_dense(x, flat_max=flat_max)[0], path)
     index = read_dense(path)
     maps = Path("/proc/self/maps").read_text()
     assert str(path) in maps, "the index file should be mapped, not copied into memory"
@@ -107,74 +106,6 @@ def test_store_uses_ivf_above_the_threshold_and_search_agrees(tmp_path: Path, ha
     queries = hash_embedder.encode([c.text for c in index.chunks[::7]])
     found = np.array([np.pad(index.dense_search(q, 10)[0], (0, 10))[:10] for q in queries])
     assert recall_at(found, brute_force(vectors, queries, 10)) >= dense.TARGET_RECALL
-
-
-def test_lexical_from_tokens_matches_build_and_saves_without_pickle(tmp_path: Path):
-    texts = ["The cat sat on the mat.", "Dogs chase cats in the park.", "A mat for yoga.", "", "Cats, cats, cats!"]
-    built = Lexical.build(texts)
-    direct = Lexical.from_tokens([tokenize(t) for t in texts])
-    for query in ("cat mat", "yoga", "park dogs", "unknownword"):
-        assert np.allclose(built.scores(query), direct.scores(query))
-    built.save(tmp_path / "bm25")
-    names = [p.name for p in (tmp_path / "bm25").rglob("*")]
-    assert not [n for n in names if n.endswith((".pkl", ".pickle"))]
-    for path in (tmp_path / "bm25").glob("*.npy"):
-        np.load(path, allow_pickle=False)  # raises if any array needs pickle
-    loaded = Lexical.load(tmp_path / "bm25", mmap=True)
-    rows, _ = loaded.search("cats", 5)
-    assert rows.tolist()[0] == 4 and 3 not in rows.tolist()
-
-
-def _random_texts(n: int, seed: int) -> list[str]:
-    rng = np.random.default_rng(seed)
-    words = ["korea", "troops", "russia", "ukraine", "missile", "kim", "trump", "summit", "election", "court",
-             "senate", "harbour", "storm", "the", "of", "and", "Trump's", "2024"]
-    return [" ".join(rng.choice(words, rng.integers(0, 40))) for _ in range(n)]
-
-
-def test_lexical_scores_equal_bm25s(tmp_path: Path):
-    """Our BM25 over postings gives bm25s's scores (its defaults, the Lucene variant), empty chunks included."""
-    import bm25s
-    from bm25s.tokenization import Tokenized
-
-    texts = _random_texts(300, seed=1) + ["the of and", ""]
-    vocab: dict[str, int] = {"": 0}
-    ids = [[vocab.setdefault(t, len(vocab)) for t in tokenize(x)] or [0] for x in texts]
-    reference = bm25s.BM25()
-    reference.index(Tokenized(ids=ids, vocab=vocab), show_progress=False)
-    ours = Lexical.build(texts)
-    for query in ("korea troops", "trump kim summit summit", "court", "nosuchword", "storm harbour 2024"):
-        tokens = [t for t in tokenize(query) if t in vocab]
-        expected = reference.get_scores(tokens) if tokens else np.zeros(len(texts))
-        assert np.allclose(ours.scores(query), expected, rtol=1e-5, atol=1e-6), query
-        for term in tokenize(query):
-            df = sum(term in tokenize(x) for x in texts)
-            assert ours.idf(term) == pytest.approx(np.log(1 + (len(texts) - df + 0.5) / (df + 0.5)))
-
-
-def test_lexical_over_segments_with_deletions_and_after_a_merge_equals_one_index():
-    """Corpus-wide N, df and average length: segments minus deleted rows score exactly like one fresh index."""
-    texts = _random_texts(400, seed=2)
-    live = [i for i in range(400) if i % 5 and i not in (101, 102)]
-    cuts = [(0, 150), (150, 390), (390, 400)]
-    parts, keeps = [], []
-    rows = np.full(400, -1)
-    rows[live] = np.arange(len(live))
-    for lo, hi in cuts:
-        postings = Postings.build(texts[lo:hi])
-        parts.append((postings, rows[lo:hi]))
-        keeps.append((postings, [i - lo for i in live if lo <= i < hi]))
-    segmented = Lexical(parts)
-    merged = Lexical.single(Postings.merge(keeps))
-    fresh = Lexical.build([texts[i] for i in live])
-    assert segmented.n_docs == merged.n_docs == fresh.n_docs == len(live)
-    for query in ("korea troops", "trump kim summit summit", "court senate", "storm"):
-        expected = fresh.scores(query)
-        assert np.array_equal(segmented.scores(query), expected), query
-        assert np.array_equal(merged.scores(query), expected), query
-        assert segmented.search(query, 10)[0].tolist() == fresh.search(query, 10)[0].tolist()
-        for term in tokenize(query):
-            assert segmented.idf(term) == fresh.idf(term) == merged.idf(term)
 
 
 def test_ivf_rebuild_keeps_the_previous_centroids_and_its_recall(tmp_path: Path):

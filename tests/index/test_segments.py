@@ -318,20 +318,3 @@ def test_cli_build_optimize(tmp_path: Path):
     report = json.loads(proc.stdout)
     assert report["changed"] and report["embedded"] == 0 and report["articles"] == 7
     assert len(read_manifest(index_dir).segments) == 1
-
-
-def test_bm25_over_segments_with_and_without_deletions_equals_one_index_of_the_live_texts():
-    """Whole segments take the offset path, segments with deletions the gather path: same scores as one index."""
-    from qa.index.lexical import Lexical, Postings, _offset_of, tokenize
-
-    a = ["the bridge opened on monday", "a new bridge over the river", "troops were sent north"]
-    b = ["the river flooded the bridge", "nothing about it here", "the mayor opened the bridge again"]
-    rows_b = np.array([3, -1, 4], dtype=np.int64)  # its second chunk deleted
-    split = Lexical([(Postings.build(a), np.arange(3, dtype=np.int64)), (Postings.build(b), rows_b)])
-    whole = Lexical.build(a + [b[0], b[2]])
-    assert _offset_of(np.arange(3, 6)) == 3 and _offset_of(rows_b) is None and _offset_of(np.array([0, 2])) is None
-    for query in ("bridge opened", "river bridge", "troops", "mayor again", "unknown words"):
-        assert np.array_equal(split.scores(query), whole.scores(query))
-    terms = tokenize("bridge river opened mayor")
-    assert [whole.doc_freq(t) for t in terms] == [4, 2, 2, 1]  # deleted "nothing about it here" counts nowhere
-    assert [split.doc_freq(t) for t in terms] == [whole.doc_freq(t) for t in terms]

@@ -1,0 +1,102 @@
+"""BM25 over per-segment postings: bm25s's scores, corpus-wide statistics over segments and deletions, no pickle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from qa.index.lexical import Lexical, Postings, consecutive_offset, tokenize
+
+
+def one_segment(postings: Postings) -> Lexical:
+    """BM25 over one segment with every row live, as a fresh build's index holds it."""
+    return Lexical([(postings, np.arange(postings.n_docs, dtype=np.int64))])
+
+
+def test_postings_from_tokens_match_build_and_save_without_pickle(tmp_path: Path):
+    texts = ["The cat sat on the mat.", "Dogs chase cats in the park.", "A mat for yoga.", "", "Cats, cats, cats!"]
+    built = one_segment(Postings.build(texts))
+    direct = one_segment(Postings.from_tokens([tokenize(t) for t in texts]))
+    for query in ("cat mat", "yoga", "park dogs", "unknownword"):
+        assert np.allclose(built.scores(query), direct.scores(query))
+    Postings.build(texts).save(tmp_path / "bm25")
+    names = [p.name for p in (tmp_path / "bm25").rglob("*")]
+    assert not [n for n in names if n.endswith((".pkl", ".pickle"))]
+    for path in (tmp_path / "bm25").glob("*.npy"):
+        np.load(path, allow_pickle=False)  # raises if any array needs pickle
+    loaded = one_segment(Postings.load(tmp_path / "bm25", mmap=True))
+    rows, _ = loaded.search("cats", 5)
+    assert rows.tolist()[0] == 4 and 3 not in rows.tolist()
+
+
+def _random_texts(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    words = ["korea", "troops", "russia", "ukraine", "missile", "kim", "trump", "summit", "election", "court",
+             "senate", "harbour", "storm", "the", "of", "and", "Trump's", "2024"]
+    return [" ".join(rng.choice(words, rng.integers(0, 40))) for _ in range(n)]
+
+
+def test_lexical_scores_equal_bm25s(tmp_path: Path):
+    """Our BM25 over postings gives bm25s's scores (its defaults, the Lucene variant), empty chunks included."""
+    import bm25s
+    from bm25s.tokenization import Tokenized
+
+    texts = _random_texts(300, seed=1) + ["the of and", ""]
+    vocab: dict[str, int] = {"": 0}
+    ids = [[vocab.setdefault(t, len(vocab)) for t in tokenize(x)] or [0] for x in texts]
+    reference = bm25s.BM25()
+    reference.index(Tokenized(ids=ids, vocab=vocab), show_progress=False)
+    ours = one_segment(Postings.build(texts))
+    for query in ("korea troops", "trump kim summit summit", "court", "nosuchword", "storm harbour 2024"):
+        tokens = [t for t in tokenize(query) if t in vocab]
+        expected = reference.get_scores(tokens) if tokens else np.zeros(len(texts))
+        assert np.allclose(ours.scores(query), expected, rtol=1e-5, atol=1e-6), query
+        for term in tokenize(query):
+            df = sum(term in tokenize(x) for x in texts)
+            assert ours.idf(term) == pytest.approx(np.log(1 + (len(texts) - df + 0.5) / (df + 0.5)))
+
+
+def test_lexical_over_segments_with_deletions_and_after_a_merge_equals_one_index():
+    """Corpus-wide N, df and average length: segments minus deleted rows score exactly like one fresh index."""
+    texts = _random_texts(400, seed=2)
+    live = [i for i in range(400) if i % 5 and i not in (101, 102)]
+    cuts = [(0, 150), (150, 390), (390, 400)]
+    parts, keeps = [], []
+    rows = np.full(400, -1)
+    rows[live] = np.arange(len(live))
+    for lo, hi in cuts:
+        postings = Postings.build(texts[lo:hi])
+        parts.append((postings, rows[lo:hi]))
+        keeps.append((postings, [i - lo for i in live if lo <= i < hi]))
+    segmented = Lexical(parts)
+    merged = one_segment(Postings.merge(keeps))
+    fresh = one_segment(Postings.build([texts[i] for i in live]))
+    assert segmented.n_docs == merged.n_docs == fresh.n_docs == len(live)
+    for query in ("korea troops", "trump kim summit summit", "court senate", "storm"):
+        expected = fresh.scores(query)
+        assert np.array_equal(segmented.scores(query), expected), query
+        assert np.array_equal(merged.scores(query), expected), query
+        assert segmented.search(query, 10)[0].tolist() == fresh.search(query, 10)[0].tolist()
+        for term in tokenize(query):
+            assert segmented.idf(term) == fresh.idf(term) == merged.idf(term)
+
+
+def test_bm25_over_segments_with_and_without_deletions_equals_one_index_of_the_live_texts():
+    """Whole segments take the offset path, segments with deletions the gather path: same scores as one index."""
+    a = ["the bridge opened on monday", "a new bridge over the river", "troops were sent north"]
+    b = ["the river flooded the bridge", "nothing about it here", "the mayor opened the bridge again"]
+    rows_b = np.array([3, -1, 4], dtype=np.int64)  # its second chunk deleted
+    split = Lexical([(Postings.build(a), np.arange(3, dtype=np.int64)), (Postings.build(b), rows_b)])
+    whole = one_segment(Postings.build(a + [b[0], b[2]]))
+    assert (
+        consecutive_offset(np.arange(3, 6)) == 3
+        and consecutive_offset(rows_b) is None
+        and consecutive_offset(np.array([0, 2])) is None
+    )
+    for query in ("bridge opened", "river bridge", "troops", "mayor again", "unknown words"):
+        assert np.array_equal(split.scores(query), whole.scores(query))
+    terms = tokenize("bridge river opened mayor")
+    assert [whole.doc_freq(t) for t in terms] == [4, 2, 2, 1]  # deleted "nothing about it here" counts nowhere
+    assert [split.doc_freq(t) for t in terms] == [whole.doc_freq(t) for t in terms]
