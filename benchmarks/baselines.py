@@ -77,7 +77,7 @@ class Bm25Baseline:
 
     @classmethod
     def load(cls, index_dir: str | os.PathLike) -> Bm25Baseline:
-        from qa.index.store import load_index
+        from qa.index.reader import load_index
 
         return cls(load_index(Path(index_dir), checksums=False))
 

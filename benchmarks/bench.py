@@ -275,7 +275,7 @@ def worker_increment(p: dict) -> dict:
         import pstats
 
         from qa.index.build import build_index
-        from qa.index.store import read_manifest
+        from qa.index.reader import read_manifest
 
         from qa.embed.base import get_embedder
 
@@ -405,7 +405,7 @@ def worker_scale(p: dict) -> dict:
 
     from qa.index.dense import build_dense, calibration_queries, exact_top, read_dense, recall_at, search_dense, write_dense
     from qa.index.lexical import Lexical, Postings, tokenize
-    from qa.index.store import load_index
+    from qa.index.reader import load_index
 
     size, work = int(p["size"]), Path(p["work"])
     source = load_index(Path(p["source"]), checksums=False)

@@ -42,7 +42,7 @@ def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 
     from qa.answer.rank import scorer_for
     from qa.records import Answer
     from qa.answer.retrieve import RetrieveSettings, retrieve
-    from qa.index.store import load_index
+    from qa.index.reader import load_index
     from train_ranker import chosen_weeks, other_week, question_runs, read_questions
 
     questions = read_questions(data)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from qa.index.build import build_index  # noqa: E402
 from qa.embed.base import get_embedder  # noqa: E402
-from qa.index.store import read_manifest  # noqa: E402
+from qa.index.reader import read_manifest  # noqa: E402
 
 #: The article added and removed: a typical one (near the corpus's median length), fixed for reruns.
 PROBE_LINE = 2345

@@ -174,7 +174,7 @@ def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = Fal
 
 
 def _corpus_text(index_dir: Path) -> str:
-    from qa.index.store import load_index
+    from qa.index.reader import load_index
 
     return _index_text(load_index(index_dir, checksums=False))
 
@@ -269,7 +269,7 @@ def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Pa
     if "langchain" in names:
         from baselines import LangChainBaseline
 
-        from qa.index.store import load_index
+        from qa.index.reader import load_index
 
         systems["langchain"] = {}
         for key, folder in dirs.items():

@@ -12,7 +12,7 @@ BM25); this measures ``Bot.ask``, the code the CLI and the web chat run.
 
 * **10k, real.** Whole RealTime QA 2022 quiz weeks (bench.py's fixed week
   order) until their text makes about ``--chunks`` chunks, built with
-  ``qa.build.build_index`` and the default embedder (int8 ONNX). The articles
+  ``qa.index.build.build_index`` and the default embedder (int8 ONNX). The articles
   are read from ``--rtqa`` at run time; the slice file and every index live in
   ``--work`` (outside the repository) and are reused by a rerun. Questions:
   those of the chosen weeks whose gold answer occurs in the slice
@@ -24,10 +24,10 @@ BM25); this measures ``Bot.ask``, the code the CLI and the web chat run.
   dimension, renormalised, as ``worker_scale``). FAISS (flat up to 25,000 rows, calibrated IVF above) and
   the BM25 postings are made by the project's code (``build_dense``,
   ``Postings.merge``) and written by ``IndexWriter``. Two layouts:
-  ``tiered`` is what the merge policy (``qa.build._merge_plan``) leaves after
+  ``tiered`` is what the merge policy (``qa.index.merge.plan_merges``) leaves after
   ``--copies`` builds that each add one copy; ``optimized`` is what
   ``qa build --optimize`` leaves (one segment), made from the tiered index by
-  ``qa.build._merge`` itself.
+  ``qa.index.merge.merge_segments`` itself.
 * **Measured**, each in a fresh process: load time, RSS, warm ``Bot.ask``
   p50/p95 after 3 warm-up questions, then where the time goes (the functions
   ``Bot.ask`` calls, timed one by one: question embedding, dense and BM25
@@ -106,15 +106,15 @@ def copy_source(source: str, copy: int) -> str:
 
 def tiered_layout(copies: int, chunks: int) -> list[int]:
     """Copies per segment, oldest first, that the tiered merge policy leaves after ``copies`` builds that each
-    add one copy (``chunks`` chunks): ``qa.build._merge_plan`` is asked after every build, as ``_build`` does."""
-    from qa.index.build import _merge_plan
-    from qa.index.store import SegmentEntry
+    add one copy (``chunks`` chunks): ``plan_merges`` is asked after every build, as ``qa.index.build`` does."""
+    from qa.index.merge import plan_merges
+    from qa.index.manifest import SegmentEntry
 
     current: list[tuple[SegmentEntry, int]] = []
     ids = iter(range(10**9))
     for _ in range(copies):
         current.append((SegmentEntry(f"{next(ids):012x}", 0, chunks, 0, "", {}), 1))
-        for group in _merge_plan([s for s, _ in current], [], False):
+        for group in plan_merges([s for s, _ in current], [], False):
             members = [(s, c) for s, c in current if s.id in group]
             first = next(i for i, (s, _) in enumerate(current) if s.id in group)
             merged = SegmentEntry(f"{next(ids):012x}", 0, sum(s.chunks for s, _ in members), 0, "", {})
@@ -157,8 +157,10 @@ def worker_replicate(p: dict) -> dict:
     from qa.index.dense import build_dense
     from qa.embed.base import l2_normalize
     from qa.index.lexical import Postings
+    from qa.index.manifest import ArticleEntry
     from qa.records import Article, Chunk, chunk_id
-    from qa.index.store import IndexWriter, load_index, writer_lock
+    from qa.index.reader import load_index
+    from qa.index.writer import IndexWriter, writer_lock
 
     started = time.perf_counter()
     source = load_index(Path(p["source"]), checksums=False)
@@ -167,7 +169,7 @@ def worker_replicate(p: dict) -> dict:
     base = source.segments[0]
     base_vectors = np.asarray(base.vectors, dtype=np.float32)
     n = len(base.chunks)
-    entries = sorted(source.manifest.articles, key=lambda a: int(a["row"]))
+    entries = sorted(source.manifest.articles, key=lambda a: a.row)
     by_id = {a.id: a for a in base.articles}
     sigma, seed = float(p["sigma"]), int(p.get("seed", 0))
 
@@ -189,7 +191,7 @@ def worker_replicate(p: dict) -> dict:
                 articles, chunks, blocks = [], [], []
                 for c in range(copy, copy + seg_copies):
                     for e in entries:
-                        a = by_id[e["id"]]
+                        a = by_id[e.id]
                         articles.append(Article(id=copy_id(a.id, c), title=a.title, text=a.text,
                                                 source=copy_source(a.source, c), author=a.author,
                                                 published=a.published, sha256=a.sha256))
@@ -210,10 +212,9 @@ def worker_replicate(p: dict) -> dict:
                                              dense_info=info, postings=postings)
                 for local, c in enumerate(range(copy, copy + seg_copies)):
                     for e in entries:
-                        manifest_articles.append({
-                            "id": copy_id(e["id"], c), "sha256": e["sha256"], "source": copy_source(e["source"], c),
-                            "chunks": int(e["chunks"]), "segment": entry.id, "row": local * n + int(e["row"]),
-                        })
+                        manifest_articles.append(ArticleEntry(
+                            copy_id(e.id, c), e.sha256, copy_source(e.source, c), e.chunks, entry.id, local * n + e.row,
+                        ))
                 built.append({"copies": seg_copies, "chunks": len(chunks), **info.to_json(),
                               "dense_build_s": round(dense_s, 1),
                               "seconds": round(time.perf_counter() - seg_started, 1)})
@@ -234,12 +235,15 @@ def worker_replicate(p: dict) -> dict:
 
 
 def worker_optimize(p: dict) -> dict:
-    """``qa build --optimize`` on a copy of ``p["source"]``: every segment merged into one by ``qa.build._merge``.
+    """``qa build --optimize`` on a copy of ``p["source"]``: every segment merged into one by ``merge_segments``.
 
     The copy is made of hard links (segments are immutable), so it costs no disk until the merge writes.
     """
-    from qa.index.build import _merge
-    from qa.index.store import IndexWriter, read_manifest, writer_lock
+    import dataclasses
+
+    from qa.index.merge import merge_segments
+    from qa.index.reader import read_manifest
+    from qa.index.writer import IndexWriter, writer_lock
 
     src, dst = Path(p["source"]), Path(p["index"])
     shutil.rmtree(dst, ignore_errors=True)
@@ -249,8 +253,8 @@ def worker_optimize(p: dict) -> dict:
         manifest = read_manifest(dst)
         writer = IndexWriter(dst)
         try:
-            merged, moves = _merge(writer, list(manifest.segments), {a["id"] for a in manifest.articles})
-            articles = [{**a, "segment": moves[a["id"]][0], "row": moves[a["id"]][1]} for a in manifest.articles]
+            merged, moves = merge_segments(writer, list(manifest.segments), {a.id for a in manifest.articles})
+            articles = [dataclasses.replace(a, segment=moves[a.id][0], row=moves[a.id][1]) for a in manifest.articles]
             result = writer.commit(previous=manifest, model=manifest.model, dim=manifest.dim,
                                    chunking=manifest.chunking, segments=[merged], articles=articles,
                                    sources=manifest.sources)
@@ -274,7 +278,7 @@ def worker_answer(p: dict) -> dict:
     from qa.answer.followup import searched_history
     from qa.answer.rank import candidates
     from qa.answer.retrieve import retrieve
-    from qa.index.store import load_index
+    from qa.index.reader import load_index
 
     out: dict = {"imports_s": round(time.perf_counter() - started, 2), "memory_before_load": _memory()}
     # What Bot.load does (load_index, then the index's embedder), timed step by step.
@@ -452,7 +456,7 @@ def run(args) -> int:
     else:
         bench.log(f"[10k] reusing {real} ({build['chunks']:,} chunks, built {build['measured']})")
     results["build_10k"] = build
-    from qa.index.store import read_manifest
+    from qa.index.reader import read_manifest
 
     real_build_id = read_manifest(real).build_id
 
@@ -493,7 +497,7 @@ def run(args) -> int:
         okey = {"source": read_manifest(tiered).build_id}
         obuild = _reusable(opt / "manifest.json", opt_stamp, okey, args.rebuild)
         if obuild is None:
-            obuild = _save(opt_stamp, okey, _measured("[1M optimized] merge every segment into one (qa.build._merge)",
+            obuild = _save(opt_stamp, okey, _measured("[1M optimized] merge every segment into one (merge_segments)",
                                                       bench.run_worker, "optimize",
                                                       {"source": str(tiered), "index": str(opt)},
                                                       timeout=6 * 3600, script=SCRIPT))

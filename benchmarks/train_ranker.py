@@ -153,7 +153,7 @@ def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], ot
     from qa.embed.base import get_embedder
     from qa.answer.rank import FEATURES, FallbackScorer
     from qa.answer.retrieve import RetrieveSettings, retrieve
-    from qa.index.store import load_index
+    from qa.index.reader import load_index
 
     out = work / f"features-{tag}-{week}-vs-{other}.npz"
     if out.exists():

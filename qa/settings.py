@@ -18,11 +18,6 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 #: Names that all mean the bundled model.
 DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, "all-MiniLM-L6-v2", "default", ""})
 
-#: Version of the index folder layout; bump when the files change shape.
-INDEX_FORMAT = "qa-index/2"
-#: Layouts this version recognises but cannot read: loading them says to rebuild with `qa build --full`.
-OLD_INDEX_FORMATS = ("qa-index/1",)
-
 #: Segment merging (tiered by size). A segment's tier is ``floor(log_MERGE_FACTOR(live chunks))``;
 #: when ``MERGE_FACTOR`` segments share a tier they are merged into one (of the next tier up), so an
 #: index of N chunks holds at most about ``(MERGE_FACTOR - 1) * log_MERGE_FACTOR(N)`` segments and

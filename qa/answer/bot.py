@@ -25,7 +25,8 @@ from qa.answer.rank import scorer_for
 from qa.records import Answer
 from qa.answer.retrieve import RetrieveSettings, retrieve
 from qa.settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir, learned_ranker_from_env
-from qa.index.store import Index, IndexLoadError, load_index, read_manifest
+from qa.index.reader import IndexLoadError, load_index, read_manifest
+from qa.index.searchable import Index
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from qa.embed.base import Embedder
 from qa.answer.rank import Candidate, Scorer, candidates, features, scorer_for
 from qa.records import Answer, Article, Hit, Quote
 from qa.text import collapse_whitespace, sentence_spans
-from qa.index.store import Index
+from qa.index.searchable import Index
 
 log = logging.getLogger(__name__)
 

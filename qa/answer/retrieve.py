@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.records import Hit
-from qa.index.store import Index
+from qa.index.searchable import Index
 
 
 @dataclass(frozen=True)

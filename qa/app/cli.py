@@ -199,7 +199,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from qa.index.store import read_manifest, verify_files
+    from qa.index.reader import read_manifest, verify_files
 
     folder = _index_dir(args)
     manifest = read_manifest(folder)
@@ -214,8 +214,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "chunking": manifest.chunking.to_json(),
         "articles": manifest.counts.get("articles", 0),
         "chunks": manifest.counts.get("chunks", 0),
-        "bytes": sum(int(e["bytes"]) for e in manifest.files.values()),
-        "sources": [a["source"] for a in manifest.articles],
+        "bytes": sum(e.size for e in manifest.files.values()),
+        "sources": [a.source for a in manifest.articles],
     }
     if args.json:
         _emit(data)
@@ -226,7 +226,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  size      {data['bytes'] / 1e6:.1f} MB")
     print(f"  articles  {data['articles']}")
     for entry in manifest.articles[:20]:
-        print(f"    {entry['chunks']:4d} chunks  {entry['source']}")
+        print(f"    {entry.chunks:4d} chunks  {entry.source}")
     if len(manifest.articles) > 20:
         print(f"    ... and {len(manifest.articles) - 20} more")
     return 0

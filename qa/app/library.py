@@ -87,7 +87,7 @@ class Library:
         with self._embedder_lock:
             if self._embedder is None:
                 from qa.embed.base import get_embedder
-                from qa.index.store import IndexLoadError, read_manifest
+                from qa.index.reader import IndexLoadError, read_manifest
 
                 model = self._model
                 if model is None:
@@ -113,7 +113,7 @@ class Library:
     def _open(self) -> None:
         """Load the index in the index folder, if there is a usable one."""
         from qa.answer.bot import Bot
-        from qa.index.store import IndexLoadError
+        from qa.index.reader import IndexLoadError
 
         try:
             self._bot = Bot.load(self.index_dir, embedder=self.embedder())
@@ -143,10 +143,9 @@ class Library:
         index = bot.index
         rows = []
         for entry in index.manifest.articles:
-            article = index.articles.get(entry["id"])
+            article = index.articles.get(entry.id)
             if article is not None:
-                chunks = int(entry.get("chunks", 0))
-                rows.append(ArticleRow(article.title, article.source, article.published, chunks, article.id))
+                rows.append(ArticleRow(article.title, article.source, article.published, entry.chunks, article.id))
         return rows
 
     def files(self) -> list[str]:

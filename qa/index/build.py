@@ -1,67 +1,49 @@
 """Build or update an index folder from article files; the work is proportional to what changed.
 
-* A source file whose size and mtime match the manifest's record is not read
-  at all (nor one whose bytes hash the same): its articles are already indexed.
-* New articles are chunked, embedded and written as one new segment (its own
-  FAISS index and BM25 postings); nothing else is rewritten.
-* Removed and changed articles are marked deleted: a small list of rows per
-  segment, named by the manifest.
-* Segments are merged by size tier (``MERGE_FACTOR`` in qa/settings.py) or all
-  into one with ``optimize``; a merge reuses vectors and postings, it never
-  re-embeds or re-tokenizes.
+One build, in order:
 
-This module builds (FAISS via ``qa.dense``, BM25 postings via ``qa.lexical``);
-``qa.store`` writes and reads the files. The embedder can be any ``Embedder``:
-where the vectors come from does not matter here.
+1. scan (qa/index/scan.py): which articles the index should hold, reading only new or changed files;
+2. plan: which indexed articles stay, which go (removed or changed), which are new;
+3. add (qa/index/additions.py): chunk the new articles, reuse the vectors of an identical text
+   already indexed, embed the rest, write them as one new segment (its own FAISS index and BM25 postings);
+4. delete: a new deletion list for each segment that lost rows;
+5. merge (qa/index/merge.py): by size tier, or all into one with ``optimize``, never re-embedding;
+6. commit (qa/index/writer.py): the manifest that names the result, atomically.
+
+The embedder can be any ``Embedder``: where the vectors come from does not matter here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import os
 import re
-import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from qa.ingest.chunk import chunk_article, embedding_text
-from qa.index.dense import DenseInfo, build_dense
 from qa.embed.base import Embedder, get_embedder
 from qa.errors import QAError
-from qa.index.lexical import Postings, tokenizer_tag
-from qa.ingest.load import LoadError, discover_files, read_file
-from qa.records import Article, BuildReport, Chunk, chunk_id, sha256_file
-from qa.settings import MERGE_FACTOR, PURGE_DELETED_SHARE, ChunkSettings
-from qa.index.store import (
-    MANIFEST,
-    IndexLoadError,
-    IndexWriter,
-    Manifest,
-    SegmentEntry,
-    read_manifest,
-    read_segment,
-    remove_unreferenced,
-    verify_deletions,
-    verify_files,
-    writer_lock,
-)
+from qa.index.additions import NewChunks, chunk_new, write_new
+from qa.index.lexical import tokenizer_tag
+from qa.index.manifest import ArticleEntry, Manifest, SegmentEntry
+from qa.index.merge import Moves, apply_merges, plan_merges
+from qa.index.reader import IndexLoadError, IndexMissing, manifest_stamp, read_manifest, verify_deletions, verify_files
+from qa.index.scan import Scan, scan
+from qa.index.segment import read_deletions
+from qa.index.writer import IndexWriter, remove_unreferenced, writer_lock
+from qa.ingest.load import LoadError, discover_files
+from qa.records import Article, BuildReport
+from qa.settings import ChunkSettings
 
 log = logging.getLogger(__name__)
 
 #: ``progress(stage, done, total)``; stages: "load", "chunk", "embed", "save".
 BuildProgress = Callable[[str, int, int], None]
-
-#: A file modified this close to (or after) the moment it was last read is hashed even if its size and
-#: mtime match: a write within the same clock tick as that read would otherwise go unseen.
-RACY_NS = 2_000_000_000
 
 
 class BuildError(QAError):
@@ -69,21 +51,22 @@ class BuildError(QAError):
 
 
 @dataclass(frozen=True)
-class _Wanted:
-    """An article the index should hold: ``article`` is set when its file was read in this build."""
+class _Plan:
+    """What this build changes, decided before anything is written."""
 
-    id: str
-    sha256: str
-    source: str
-    article: Article | None = None
+    previous: Manifest | None
+    scan: Scan
+    old: dict[str, ArticleEntry]  # the previous manifest's articles, by id
+    removed: list[ArticleEntry]  # indexed articles no longer wanted (their file removed or changed)
+    new: list[Article]  # articles to add, read in this build
+    kept: int  # chunks of indexed articles that stay as they are
+    optimize: bool
 
-
-@dataclass
-class _Scan:
-    wanted: list[_Wanted]
-    sources: dict[str, dict[str, Any]]
-    skipped: list[str]
-    files_read: int
+    @property
+    def changes(self) -> bool:
+        """Whether anything is added, deleted or merged (else the index is up to date)."""
+        segments = self.previous.segments if self.previous is not None else ()
+        return bool(self.new or self.removed or plan_merges(segments, self.removed, self.optimize))
 
 
 def build_index(
@@ -114,15 +97,16 @@ def build_index(
         raise BuildError(str(exc)) from None
     # Read the files before taking the lock (a folder with nothing readable is an error that must
     # leave the index folder untouched); if another build commits meanwhile, scan again under the lock.
-    stamp = _manifest_stamp(index_dir)
+    stamp = manifest_stamp(index_dir)
     previous = None if full else _usable_previous(index_dir, embedder.name, chunking, check=False)
-    scan = _scan(files, previous, skipped)
-    if not scan.wanted:
+    found = scan(files, previous, skipped)
+    if not found.wanted:
         where = ", ".join(str(p) for p in paths) or "(no path)"
         raise BuildError(
-            f"no readable articles in {where}: add .txt, .md, .html, .pdf, .docx or .jsonl files and run `qa build` again"
+            f"no readable articles in {where}: "
+            "add .txt, .md, .html, .pdf, .docx or .jsonl files and run `qa build` again"
         )
-    report("load", len(scan.wanted), len(scan.wanted))
+    report("load", len(found.wanted), len(found.wanted))
 
     with contextlib.ExitStack() as stack:
         try:
@@ -133,17 +117,27 @@ def build_index(
             ) from None
         if full:
             checked = None
-        elif previous is not None and _manifest_stamp(index_dir) == stamp:  # no commit since: check, do not re-parse
+        elif previous is not None and manifest_stamp(index_dir) == stamp:  # no commit since: check, do not re-parse
             checked = previous if _intact(index_dir, previous) else None
         else:
             checked = _usable_previous(index_dir, embedder.name, chunking, check=True)
         if (checked and checked.build_id) != (previous and previous.build_id):
             previous = checked
-            scan = _scan(files, previous, skipped)
-        previous_chunks = previous.counts["chunks"] if previous is not None else _chunk_count(index_dir)
+            found = scan(files, previous, skipped)
+        previous_chunks = previous.counts["chunks"] if previous is not None else _committed_chunks(index_dir)
+        plan = _plan(previous, found, optimize)
+        if not plan.changes:
+            if previous is not None:
+                remove_unreferenced(index_dir, previous)
+            log.info("index is up to date: %d articles", len(found.wanted))
+            return BuildReport(
+                articles=len(found.wanted), chunks=plan.kept, embedded=0, reused=plan.kept, removed=0,
+                seconds=time.perf_counter() - started, skipped=tuple(found.skipped), index_dir=str(index_dir),
+                build_id=previous.build_id if previous is not None else "", changed=False,
+            )
         writer = IndexWriter(index_dir)
         try:
-            return _build(writer, previous, previous_chunks, scan, embedder, chunking, optimize, report, started)
+            manifest, new = _write(writer, plan, embedder, chunking, report)
         except BaseException as exc:
             writer.abort()
             if isinstance(exc, (OSError, RuntimeError)):  # faiss reports write failures as RuntimeError
@@ -151,20 +145,35 @@ def build_index(
                     f"could not write the index to {index_dir}/ ({_reason(exc)}); the previous index is unchanged"
                 ) from exc
             raise
+    reused = plan.kept + new.reused_chunks
+    return BuildReport(
+        articles=len(found.wanted),
+        chunks=manifest.counts["chunks"],
+        embedded=len(new.to_embed),
+        reused=reused,
+        removed=max(0, previous_chunks - reused),
+        seconds=time.perf_counter() - started,
+        skipped=tuple(found.skipped),
+        index_dir=str(index_dir),
+        build_id=manifest.build_id,
+        changed=True,
+    )
 
 
 def _usable_previous(index_dir: Path, model: str, chunking: ChunkSettings, *, check: bool) -> Manifest | None:
     """The current manifest if its segments can be reused by this build, else None (everything is rebuilt)."""
     try:
         manifest = read_manifest(index_dir)
+    except IndexMissing:
+        return None
     except IndexLoadError as exc:
-        if (index_dir / MANIFEST).exists():
-            log.warning("rebuilding everything: %s", exc)
+        log.warning("rebuilding everything: %s", exc)
         return None
     if manifest.model != model or manifest.chunking != chunking:
-        log.info("index was built with other settings (%s, %s): re-embedding everything", manifest.model, manifest.chunking)
+        log.info("index was built with other settings (%s, %s): re-embedding everything",
+                 manifest.model, manifest.chunking)
         return None
-    if manifest.raw.get("lexical", {}).get("tokenizer") != tokenizer_tag():
+    if manifest.tokenizer != tokenizer_tag():
         log.info("index was built with another BM25 tokenizer: re-indexing everything")
         return None
     if check and not _intact(index_dir, manifest):
@@ -184,99 +193,12 @@ def _intact(index_dir: Path, manifest: Manifest) -> bool:
     return True
 
 
-def _manifest_stamp(index_dir: Path) -> tuple[int, int, int] | None:
-    """Identifies the committed manifest file: every commit replaces it with a new inode."""
+def _committed_chunks(index_dir: Path) -> int:
+    """Live chunks of the committed index (0 without a readable one): what a rebuild of it removes."""
     try:
-        st = os.stat(index_dir / MANIFEST)
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def _chunk_count(index_dir: Path) -> int:
-    try:
-        raw = json.loads((index_dir / MANIFEST).read_text(encoding="utf-8"))
-        return int(raw["counts"]["chunks"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return read_manifest(index_dir).counts.get("chunks", 0)
+    except IndexLoadError:
         return 0
-
-
-def _scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> _Scan:
-    """What the index should hold, reading only files that are new or changed since the manifest's record."""
-    old_sources = previous.sources if previous is not None else {}
-    old_articles = {a["id"]: a for a in previous.articles} if previous is not None else {}
-    wanted: list[_Wanted] = []
-    sources: dict[str, dict[str, Any]] = {}
-    skipped = list(skipped)
-    seen_sources: set[str] = set()
-    read = 0
-    for path in files:
-        now = time.time_ns()
-        try:
-            st = os.stat(path)
-        except OSError:
-            st = None
-        if st is not None and not stat.S_ISREG(st.st_mode):
-            st = None  # a pipe or device: never opened here (it could block); read_file says why it is skipped
-        key = _source_key(path)
-        entry = old_sources.get(key)
-        found: list[_Wanted] | None = None
-        line_skips: list[str] = []
-        if st is not None and isinstance(entry, dict) and entry.get("bytes") == st.st_size:
-            ids = entry.get("articles") or []
-            same = entry.get("mtime_ns") == st.st_mtime_ns and st.st_mtime_ns < int(entry.get("seen_ns", 0)) - RACY_NS
-            if ids and all(i in old_articles for i in ids) and (same or _sha(path) == entry.get("sha256")):
-                found = [_Wanted(i, old_articles[i]["sha256"], old_articles[i]["source"]) for i in ids]
-                line_skips = list(entry.get("skipped") or [])
-                sources[key] = {**entry, "mtime_ns": st.st_mtime_ns}
-        if found is None:
-            digest = _sha(path) if st is not None else ""  # before reading: if the file changes meanwhile, the next build reads it again
-            try:
-                articles, line_skips = read_file(path)
-            except LoadError as exc:
-                log.warning("skipped %s", exc)
-                skipped.append(str(exc))
-                continue
-            read += 1
-            found = [_Wanted(a.id, a.sha256, a.source, a) for a in articles]
-            if st is not None and digest:
-                sources[key] = {
-                    "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest, "seen_ns": now,
-                    "articles": [a.id for a in articles], "skipped": [_printable(m) for m in line_skips],
-                }
-        for message in line_skips:
-            log.warning("skipped %s", message)
-            skipped.append(message)
-        for item in found:
-            if item.source in seen_sources:
-                message = f"{path}: {item.source} was already loaded; duplicate skipped"
-                log.warning("skipped %s", message)
-                skipped.append(message)
-                continue
-            seen_sources.add(item.source)
-            wanted.append(item)
-    log.info("%d articles from %d files (%d read, %d unchanged)", len(wanted), len(files), read, len(files) - read)
-    return _Scan(wanted, sources, skipped, read)
-
-
-def _source_key(path: str) -> str:
-    """``path`` as a manifest key: itself, or its bytes in hex when the name is not valid UTF-8."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        return "bytes:" + os.fsencode(path).hex()
-
-
-def _printable(message: str) -> str:
-    return message.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def _sha(path: str) -> str:
-    try:
-        return sha256_file(Path(path))
-    except OSError:
-        return ""
 
 
 def _reason(exc: BaseException) -> str:
@@ -291,218 +213,71 @@ def _reason(exc: BaseException) -> str:
     return text[:200] or type(exc).__name__
 
 
-def _build(
-    writer: IndexWriter,
-    previous: Manifest | None,
-    previous_chunks: int,
-    scan: _Scan,
-    embedder: Embedder,
-    chunking: ChunkSettings,
-    optimize: bool,
-    report: BuildProgress,
-    started: float,
-) -> BuildReport:
-    folder = writer.folder
-    old = {a["id"]: a for a in previous.articles} if previous is not None else {}
-    segments = {s.id: s for s in previous.segments} if previous is not None else {}
-    wanted_ids = {w.id for w in scan.wanted}
-    removed = [a for i, a in old.items() if i not in wanted_ids]
-    new = [w.article for w in scan.wanted if w.id not in old]
-    kept = sum(int(a["chunks"]) for i, a in old.items() if i in wanted_ids)
-    order = list(segments)
-    merges = _merge_plan([segments[i] for i in order], removed, optimize)
-    if not new and not removed and not merges:
-        remove_unreferenced(folder, previous.raw if previous is not None else None)
-        log.info("index is up to date: %d articles", len(scan.wanted))
-        return BuildReport(
-            articles=len(scan.wanted), chunks=kept, embedded=0, reused=kept, removed=0,
-            seconds=time.perf_counter() - started, skipped=tuple(scan.skipped), index_dir=str(folder),
-            build_id=previous.build_id if previous is not None else "", changed=False,
-        )
+def _plan(previous: Manifest | None, found: Scan, optimize: bool) -> _Plan:
+    old = {a.id: a for a in previous.articles} if previous is not None else {}
+    wanted_ids = {w.id for w in found.wanted}
+    return _Plan(
+        previous=previous,
+        scan=found,
+        old=old,
+        removed=[a for i, a in old.items() if i not in wanted_ids],
+        new=[w.article for w in found.wanted if w.id not in old],
+        kept=sum(a.chunks for i, a in old.items() if i in wanted_ids),
+        optimize=optimize,
+    )
 
-    # New articles: chunk, reuse the vectors of an identical text already indexed, embed the rest.
-    by_sha = {a["sha256"]: a for a in old.values()}
-    new_chunks: list[Chunk] = []
-    new_vectors: list[np.ndarray | None] = []
-    to_embed: list[str] = []
-    reused_new = 0
-    for i, article in enumerate(new):
-        chunks = chunk_article(article, chunking, embedder.count_tokens)
-        vectors = _vectors_of_twin(folder, segments, by_sha.get(article.sha256), len(chunks))
-        if vectors is not None:
-            reused_new += len(chunks)
-        else:
-            to_embed.extend(embedding_text(article, c, chunking, embedder.count_tokens) for c in chunks)
-        new_chunks.extend(chunks)
-        new_vectors.append(vectors)
-        report("chunk", i + 1, len(new))
-    if new:
-        log.info("embedding %d new chunks, reusing %d", len(to_embed), kept + reused_new)
-    embedded = embedder.encode(to_embed, progress=lambda done, total: report("embed", done, total)) if to_embed else None
+
+def _write(
+    writer: IndexWriter, plan: _Plan, embedder: Embedder, chunking: ChunkSettings, report: BuildProgress
+) -> tuple[Manifest, NewChunks]:
+    """Add, delete, merge and commit; the new manifest, and the new articles' chunks."""
+    new = chunk_new(writer.folder, plan.new, plan.previous, chunking, embedder.count_tokens,
+                    lambda done, total: report("chunk", done, total))
+    if plan.new:
+        log.info("embedding %d new chunks, reusing %d", len(new.to_embed), plan.kept + new.reused_chunks)
+    embedded = None
+    if new.to_embed:
+        embedded = embedder.encode(new.to_embed, progress=lambda done, total: report("embed", done, total))
     report("save", 0, 1)
-
-    placed: dict[str, tuple[str, int]] = {}  # article id -> (segment id, first row) for articles that moved
-    appended: list[SegmentEntry] = []
-    if new:
-        vectors = _assemble(new, new_chunks, new_vectors, embedded, embedder.dim)
-        entry = _write_new_segment(writer, new, new_chunks, vectors)
-        row = 0
-        for article in new:
-            count = sum(1 for c in new_chunks if c.article_id == article.id)
-            placed[article.id] = (entry.id, row)
-            row += count
-        appended.append(entry)
-
-    # Deletions: one new list per touched segment (all its deleted rows so far).
-    deleted_now: dict[str, list[int]] = {}
-    for a in removed:
-        deleted_now.setdefault(a["segment"], []).extend(range(int(a["row"]), int(a["row"]) + int(a["chunks"])))
-    current: list[SegmentEntry] = []
-    for seg_id in order:
-        seg = segments[seg_id]
-        if seg_id in deleted_now:
-            rows = deleted_now[seg_id]
-            if seg.deletions:
-                rows = [*np.load(folder / seg.deletions, allow_pickle=False).tolist(), *rows]
-            seg = writer.write_deletions(seg, np.asarray(rows, dtype=np.int64))
-        current.append(seg)
-    current.extend(appended)
-
+    dim = embedder.dim if embedded is None else int(embedded.shape[1])
+    segments = _delete_removed(writer, plan)
+    moves: Moves = {}
+    if plan.new:
+        entry = write_new(writer, new, embedded, dim)
+        segments.append(entry)
+        moves.update(new.first_rows(entry.id))
     # Merges: planned again on the new list (the new segment and the deletions count too).
-    groups = _merge_plan(current, [], optimize)
-    if groups:
-        live_articles = {w.id for w in scan.wanted}
-        for group in groups:
-            merged, moves = _merge(writer, [s for s in current if s.id in group], live_articles)
-            placed.update(moves)
-            first = next(i for i, s in enumerate(current) if s.id in group)
-            current = [s for s in current if s.id not in group]
-            current.insert(first, merged)
-    result = [s for s in current if s.chunks > 0 or s.articles > 0]
-
-    articles = []
-    for w in scan.wanted:
-        seg_id, row = placed.get(w.id) or (old[w.id]["segment"], int(old[w.id]["row"]))
-        chunks = old[w.id]["chunks"] if w.id in old else sum(1 for c in new_chunks if c.article_id == w.id)
-        articles.append({"id": w.id, "sha256": w.sha256, "source": w.source, "chunks": int(chunks),
-                         "segment": seg_id, "row": row})
+    segments, merged = apply_merges(writer, segments, {w.id for w in plan.scan.wanted}, plan.optimize)
+    moves.update(merged)
     manifest = writer.commit(
-        previous=previous, model=embedder.name, dim=embedder.dim if embedded is None else int(embedded.shape[1]),
-        chunking=chunking, segments=result, articles=articles, sources=scan.sources,
+        previous=plan.previous, model=embedder.name, dim=dim, chunking=chunking,
+        segments=[s for s in segments if s.chunks > 0 or s.articles > 0],
+        articles=_article_entries(plan, new, moves), sources=plan.scan.sources,
     )
     report("save", 1, 1)
-    reused = kept + reused_new
-    return BuildReport(
-        articles=len(scan.wanted),
-        chunks=manifest.counts["chunks"],
-        embedded=len(to_embed),
-        reused=reused,
-        removed=max(0, previous_chunks - reused),
-        seconds=time.perf_counter() - started,
-        skipped=tuple(scan.skipped),
-        index_dir=str(folder),
-        build_id=manifest.build_id,
-        changed=True,
-    )
+    return manifest, new
 
 
-def _vectors_of_twin(folder: Path, segments: dict[str, SegmentEntry], twin: dict | None, count: int) -> np.ndarray | None:
-    """The vectors of an indexed article with the same text (a renamed or copied file), if it chunked alike."""
-    if twin is None or int(twin["chunks"]) != count or twin["segment"] not in segments:
-        return None
-    seg = segments[twin["segment"]]
-    vectors = np.load(folder / seg.folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
-    row = int(twin["row"])
-    return np.array(vectors[row : row + count], dtype=np.float32)
+def _article_entries(plan: _Plan, new: NewChunks, moves: Moves) -> list[ArticleEntry]:
+    """The manifest's articles, in scan order: where each starts now (moved, or where it was) and its chunk count."""
+    articles = []
+    for w in plan.scan.wanted:
+        old = plan.old.get(w.id)
+        segment, row = moves.get(w.id) or (old.segment, old.row)
+        chunks = old.chunks if old is not None else new.counts[w.id]
+        articles.append(ArticleEntry(w.id, w.sha256, w.source, chunks, segment, row))
+    return articles
 
 
-def _assemble(new: list[Article], chunks: list[Chunk], parts: list[np.ndarray | None], embedded, dim: int) -> np.ndarray:
-    """The new segment's vectors in chunk order, from reused blocks and freshly embedded ones."""
-    dim = int(embedded.shape[1]) if embedded is not None and len(embedded) else dim
-    out = np.zeros((len(chunks), dim), dtype=np.float32)
-    row = cursor = 0
-    for article, block in zip(new, parts):
-        count = sum(1 for c in chunks[row:] if c.article_id == article.id) if block is None else len(block)
-        if block is None:
-            out[row : row + count] = embedded[cursor : cursor + count]
-            cursor += count
-        else:
-            out[row : row + count] = block
-        row += count
-    return out
-
-
-def _write_new_segment(writer: IndexWriter, articles: list[Article], chunks: list[Chunk], vectors: np.ndarray) -> SegmentEntry:
-    dense, info = build_dense(vectors)
-    postings = Postings.build([c.text for c in chunks])
-    return writer.write_segment(articles=articles, chunks=chunks, vectors=vectors, dense=dense, dense_info=info,
-                                postings=postings)
-
-
-def _tier(live: int) -> int:
-    return int(math.log(max(live, 1), MERGE_FACTOR))
-
-
-def _merge_plan(segments: list[SegmentEntry], removed: list[dict], optimize: bool) -> list[set[str]]:
-    """Which segments to merge: all of them (``optimize``), any ``MERGE_FACTOR`` of one size tier, and
-    any segment at least ``PURGE_DELETED_SHARE`` deleted (rewritten alone, without its deleted rows).
-
-    ``removed`` (articles about to be deleted) counts toward the deleted share.
-    """
-    deleted = {s.id: s.deleted for s in segments}
-    for a in removed:
-        deleted[a["segment"]] = deleted.get(a["segment"], 0) + int(a["chunks"])
-    if optimize:
-        if len(segments) > 1 or any(deleted.get(s.id) for s in segments):
-            return [{s.id for s in segments}]
-        return []
-    groups: list[set[str]] = []
-    tiers: dict[int, list[str]] = {}
-    for s in segments:
-        live = s.chunks - deleted.get(s.id, 0)
-        if s.chunks and deleted.get(s.id, 0) >= PURGE_DELETED_SHARE * s.chunks:
-            groups.append({s.id})
-        else:
-            tiers.setdefault(_tier(live), []).append(s.id)
-    for ids in tiers.values():
-        if len(ids) >= MERGE_FACTOR:
-            groups.append(set(ids))
-    return groups
-
-
-def _merge(
-    writer: IndexWriter, members: list[SegmentEntry], live_articles: set[str]
-) -> tuple[SegmentEntry, dict[str, tuple[str, int]]]:
-    """One segment from the live rows of ``members``: vectors and postings are copied, not recomputed."""
-    articles: list[Article] = []
-    chunks: list[Chunk] = []
-    blocks, parts = [], []
-    largest = None
-    for entry in members:
-        seg = read_segment(writer.folder, entry)
-        live = np.ones(entry.chunks, dtype=bool)
-        live[np.asarray(seg.deleted, dtype=np.int64)] = False
-        keep = np.flatnonzero(live)
-        kept_ids = {seg.chunks[i].article_id for i in keep.tolist()}
-        with_rows = {c.article_id for c in seg.chunks}
-        # Live articles: those with kept rows, and live ones that never had a chunk (an empty text).
-        articles.extend(a for a in seg.articles if a.id in kept_ids or (a.id in live_articles and a.id not in with_rows))
-        chunks.extend(seg.chunks[i] for i in keep.tolist())
-        blocks.append(np.asarray(seg.vectors[keep], dtype=np.float32))
-        parts.append((seg.postings, keep))
-        if largest is None or entry.live > largest[0]:
-            largest = (entry.live, seg.dense)
-    articles = [a for a in articles if a.id in live_articles]
-    vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), dtype=np.float32)
-    dense, info = build_dense(vectors, previous=largest[1] if largest else None)
-    postings = Postings.merge(parts)
-    entry = writer.write_segment(articles=articles, chunks=chunks, vectors=vectors, dense=dense, dense_info=info,
-                                 postings=postings)
-    moves: dict[str, tuple[str, int]] = {}
-    for row, chunk in enumerate(chunks):
-        moves.setdefault(chunk.article_id, (entry.id, row))
-    for a in articles:
-        moves.setdefault(a.id, (entry.id, len(chunks)))  # an article without chunks
-    log.info("merged %d segments into %s: %d chunks", len(members), entry.id, len(chunks))
-    return entry, moves
-
+def _delete_removed(writer: IndexWriter, plan: _Plan) -> list[SegmentEntry]:
+    """The previous segments, each that lost rows with a new deletion list (all its deleted rows so far)."""
+    deleted_now: dict[str, list[int]] = {}
+    for a in plan.removed:
+        deleted_now.setdefault(a.segment, []).extend(range(a.row, a.row + a.chunks))
+    current: list[SegmentEntry] = []
+    for seg in plan.previous.segments if plan.previous is not None else ():
+        if seg.id in deleted_now:
+            rows = [*read_deletions(writer.folder, seg).tolist(), *deleted_now[seg.id]]
+            seg = writer.write_deletions(seg, np.asarray(rows, dtype=np.int64))
+        current.append(seg)
+    return current

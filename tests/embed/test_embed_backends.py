@@ -153,7 +153,7 @@ def test_an_int8_index_is_opened_with_int8_vectors(onnx_cache, tmp_path):
     from qa.answer.bot import Bot
     from qa.index.build import build_index
     from qa.embed.base import OnnxEmbedder
-    from qa.index.store import read_manifest
+    from qa.index.reader import read_manifest
 
     build_index([ROOT / "articles"], tmp_path / "index", embedder=get_embedder(backend="onnx-int8"))
     assert read_manifest(tmp_path / "index").model == DEFAULT_MODEL + INT8_SUFFIX

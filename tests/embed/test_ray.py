@@ -16,7 +16,7 @@ import pytest
 from qa.index.build import build_index
 from qa.app.cli import main
 from qa.embed.base import HashEmbedder, get_embedder
-from qa.index.store import load_index
+from qa.index.reader import load_index
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTICLES = ROOT / "articles"

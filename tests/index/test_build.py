@@ -14,8 +14,8 @@ from qa.answer.quotes import AnswerSettings
 from qa.answer.bot import Bot
 from qa.index.build import BuildError, build_index
 from qa.embed.base import HashEmbedder
-from qa.settings import INDEX_FORMAT
-from qa.index.store import IndexInvalid, IndexMissing, load_index, read_manifest
+from qa.index.format import INDEX_FORMAT
+from qa.index.reader import IndexInvalid, IndexMissing, load_index, read_manifest
 
 NEW_ARTICLE = """Ruritania Opens Its First Tidal Power Plant
 
@@ -64,11 +64,11 @@ def test_adding_one_article_embeds_only_its_chunks(hash_index: Path, corpus: Pat
     (corpus / "new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
     report = build_index([corpus], hash_index, embedder=hash_embedder)
     after = read_manifest(hash_index)
-    new_entry = next(a for a in after.articles if a["source"].endswith("new.txt"))
-    assert report.embedded == new_entry["chunks"] > 0
+    new_entry = next(a for a in after.articles if a.source.endswith("new.txt"))
+    assert report.embedded == new_entry.chunks > 0
     assert report.reused == before.counts["chunks"]
     assert report.removed == 0
-    assert report.chunks == before.counts["chunks"] + new_entry["chunks"]
+    assert report.chunks == before.counts["chunks"] + new_entry.chunks
     # Old data files are gone; only the new generation remains.
     assert not any(before.build_id in name for name in _files(hash_index))
     # Reused vectors are bit-identical to a fresh embedding of the same chunks.
@@ -90,8 +90,8 @@ def test_unchanged_corpus_is_a_no_op(hash_index: Path, corpus: Path, hash_embedd
 def test_changed_and_removed_articles(hash_index: Path, corpus: Path, hash_embedder):
     before = read_manifest(hash_index)
     first, second = sorted(corpus.iterdir())
-    first_chunks = next(a["chunks"] for a in before.articles if a["source"] == str(first))
-    second_chunks = next(a["chunks"] for a in before.articles if a["source"] == str(second))
+    first_chunks = next(a.chunks for a in before.articles if a.source == str(first))
+    second_chunks = next(a.chunks for a in before.articles if a.source == str(second))
     second.unlink()
     first.write_text(first.read_text(encoding="utf-8") + "\n\nA new closing paragraph was added today.", encoding="utf-8")
     report = build_index([corpus], hash_index, embedder=hash_embedder)

@@ -84,9 +84,9 @@ def test_tiny_ivf_does_not_crash():
 
 
 def test_store_uses_ivf_above_the_threshold_and_search_agrees(tmp_path: Path, hash_embedder, monkeypatch):
-    """A real build through qa.build with a lowered threshold: the committed index is IVF and searches well."""
+    """A real build through qa.index.build with a lowered threshold: the committed index is IVF and searches well."""
     from qa.index.build import build_index
-    from qa.index.store import load_index
+    from qa.index.reader import load_index
 
     rng = np.random.default_rng(2)
     words = [f"w{i}" for i in range(400)]

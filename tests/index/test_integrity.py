@@ -24,7 +24,7 @@ import pytest
 from qa.answer.bot import Bot
 from qa.index.build import build_index
 from qa.embed.base import HashEmbedder
-from qa.index.store import IndexInvalid, IndexLoadError, IndexMissing, load_index, read_manifest
+from qa.index.reader import IndexInvalid, IndexLoadError, IndexMissing, load_index, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "What did Kim Jong Un say about the United States?"

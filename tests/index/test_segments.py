@@ -28,7 +28,7 @@ from qa.answer.bot import Bot
 from qa.index.build import build_index
 from qa.embed.base import HashEmbedder
 from qa.settings import MERGE_FACTOR
-from qa.index.store import IndexInvalid, load_index, read_manifest
+from qa.index.reader import IndexInvalid, load_index, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 WORDS = (
@@ -139,7 +139,7 @@ def test_removing_an_article_writes_a_deletion_list_and_the_manifest_only(tmp_pa
     index_dir = tmp_path / "index"
     build_index([articles], index_dir, embedder=hash_embedder)
     before = {p.relative_to(index_dir).as_posix() for p in index_dir.rglob("*") if p.is_file()}
-    removed_chunks = next(a["chunks"] for a in read_manifest(index_dir).articles if a["source"].endswith("a005.txt"))
+    removed_chunks = next(a.chunks for a in read_manifest(index_dir).articles if a.source.endswith("a005.txt"))
     (articles / "a005.txt").unlink()
     report = build_index([articles], index_dir, embedder=hash_embedder)
     after = {p.relative_to(index_dir).as_posix() for p in index_dir.rglob("*") if p.is_file()}
@@ -164,7 +164,7 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, hash_embedder, caplo
     stat = paths[0].stat()
     paths[0].write_text(text.replace("Report", "Rqport", 1), encoding="utf-8")
     os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    with caplog.at_level(logging.INFO, logger="qa.index.build"):
+    with caplog.at_level(logging.INFO, logger="qa.index.scan"):
         assert build_index([articles], index_dir, embedder=hash_embedder).changed is False
     assert "6 files (0 read, 6 unchanged)" in caplog.text
 
@@ -172,7 +172,7 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, hash_embedder, caplo
     paths[0].write_text(text, encoding="utf-8")
     os.utime(paths[0], (OLD + 100, OLD + 100))
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="qa.index.build"):
+    with caplog.at_level(logging.INFO, logger="qa.index.scan"):
         assert build_index([articles], index_dir, embedder=hash_embedder).changed is False
     assert "(0 read, 6 unchanged)" in caplog.text
 
@@ -180,7 +180,7 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, hash_embedder, caplo
     # -- the racy window): read again.
     paths[1].write_text(paths[1].read_text(encoding="utf-8").replace("Report", "Rqport", 1), encoding="utf-8")
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="qa.index.build"):
+    with caplog.at_level(logging.INFO, logger="qa.index.scan"):
         report = build_index([articles], index_dir, embedder=hash_embedder)
     assert report.changed and report.embedded > 0 and "(1 read, 5 unchanged)" in caplog.text
 

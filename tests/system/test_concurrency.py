@@ -34,7 +34,8 @@ import pytest
 from qa.answer.bot import Bot
 from qa.index.build import build_index
 from qa.embed.base import get_embedder
-from qa.index.store import IndexBusy, load_index
+from qa.index.reader import load_index
+from qa.index.writer import IndexBusy
 
 ROOT = Path(__file__).resolve().parents[2]
 LOAD_SECONDS = float(os.environ.get("QA_LOAD_SECONDS", "60"))

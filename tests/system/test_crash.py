@@ -32,7 +32,8 @@ import pytest
 from qa.answer.bot import Bot
 from qa.index.build import BuildError, build_index
 from qa.embed.base import get_embedder
-from qa.index.store import MANIFEST, load_index, read_manifest
+from qa.index.format import MANIFEST
+from qa.index.reader import load_index, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("QA_CRASH_KILLS", "24"))

@@ -25,7 +25,7 @@ from qa.answer.bot import AskError, Bot, clean_question
 from qa.index.build import build_index
 from qa.ingest.load import MAX_ARTICLE_CHARS, MAX_FILE_BYTES, MAX_JSONL_LINES
 from qa.settings import MAX_QUESTION_CHARS
-from qa.index.store import load_index
+from qa.index.reader import load_index
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,7 +13,7 @@ import pytest
 from qa.answer.bot import Bot
 from qa.index.build import build_index
 from qa.text import collapse_whitespace
-from qa.index.store import load_index
+from qa.index.reader import load_index
 
 pytestmark = pytest.mark.real
 

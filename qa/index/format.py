@@ -1,0 +1,96 @@
+"""The index folder's layout: its file names, ids and format version. Nothing here reads or writes.
+
+Layout (names carry ids, so two builds never write the same name)::
+
+    index/
+      manifest.json                 written last, atomically; names everything below
+      seg-<segment>/                one immutable segment, written once by the build that made it
+        articles.jsonl              its articles (cleaned text, metadata)
+        chunks.jsonl                its chunks, in vector order (local rows)
+        vectors.npy                 float32 [chunks, dim], L2-normalised (allow_pickle=False)
+        dense.faiss                 FAISS inner-product index over those vectors
+        terms.json, term_ptr.npy, post_rows.npy, post_tfs.npy, lengths.npy
+                                    BM25 postings (counts only; see qa/index/lexical.py)
+      deleted-<segment>-<build>.npy local rows of that segment whose articles were removed or changed
+      .lock                         the writer lock (qa/index/writer.py)
+
+What the manifest holds and how it is parsed: qa/index/manifest.py. How a
+build commits and why each step is there: qa/index/writer.py and
+docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from qa.index.lexical import Postings
+
+#: Version of the index folder layout; bump when the files change shape.
+INDEX_FORMAT = "qa-index/2"
+#: Layouts this version recognises but cannot read: loading them says to rebuild with `qa build --full`.
+OLD_INDEX_FORMATS = ("qa-index/1",)
+
+MANIFEST = "manifest.json"
+LOCK = ".lock"
+#: A segment or build id: 12 lower-case hex digits.
+ID_PATTERN = "[0-9a-f]{12}"
+#: Names this package writes at the top of an index folder (older layouts' names included, so a
+#: rebuild removes them); nothing else there is ever deleted.
+_OWN_FILE = re.compile(
+    rf"^seg-{ID_PATTERN}$|^deleted-{ID_PATTERN}-{ID_PATTERN}\.npy$|^manifest\.json\..*\.tmp$"
+    rf"|^(articles|chunks|vectors|dense|bm25)-{ID_PATTERN}(\.jsonl|\.npy|\.faiss)?$"
+)
+#: The files of one segment, by what they hold.
+SEGMENT_FILES = {
+    "articles": "articles.jsonl",
+    "chunks": "chunks.jsonl",
+    "vectors": "vectors.npy",
+    "dense": "dense.faiss",
+    "postings": "terms.json",  # and the arrays Postings.file_names() lists
+}
+
+
+def new_id() -> str:
+    """A fresh 12-hex-digit id for a segment or a build."""
+    return uuid.uuid4().hex[:12]
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` is a segment or build id."""
+    return re.fullmatch(ID_PATTERN, text) is not None
+
+
+def segment_folder(segment_id: str) -> str:
+    """The folder (relative to the index folder) of one segment."""
+    return f"seg-{segment_id}"
+
+
+def segment_file_names() -> list[str]:
+    """Every file a segment folder holds, relative to it."""
+    return [SEGMENT_FILES[kind] for kind in ("articles", "chunks", "vectors", "dense")] + Postings.file_names()
+
+
+def segment_holds() -> dict[str, str | list[str]]:
+    """What a segment holds, by kind, as the manifest records it (so a later version can add kinds beside them)."""
+    return {**SEGMENT_FILES, "postings": Postings.file_names()}
+
+
+def deletions_name(segment_id: str, build_id: str) -> str:
+    """The deletion list that build ``build_id`` writes for segment ``segment_id``."""
+    return f"deleted-{segment_id}-{build_id}.npy"
+
+
+def is_deletions_name(name: str, segment_id: str) -> bool:
+    """Whether ``name`` is a deletion list of segment ``segment_id``."""
+    return re.fullmatch(rf"deleted-{segment_id}-{ID_PATTERN}\.npy", name) is not None
+
+
+def manifest_temp_name(build_id: str) -> str:
+    """Where build ``build_id`` writes its manifest before it replaces ``manifest.json``."""
+    return f"{MANIFEST}.{build_id}.tmp"
+
+
+def is_own_file(name: str) -> bool:
+    """Whether a name at the top of an index folder is one this package writes (so it may remove it)."""
+    return _OWN_FILE.match(name) is not None
