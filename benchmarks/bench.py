@@ -165,9 +165,20 @@ def emit(result: dict) -> None:
 
 
 def _load_articles(paths: Sequence[str]):
-    from qa.ingest.load import load_paths
+    """Every readable article under ``paths`` (each source once), as a build reads them; bad files are left out."""
+    from qa.ingest.discover import discover_files
+    from qa.ingest.formats import LoadError
+    from qa.ingest.load import load_file
 
-    return list(load_paths(paths).articles)
+    articles = {}
+    for path in discover_files(paths)[0]:
+        try:
+            found = load_file(path).articles
+        except LoadError:
+            continue
+        for article in found:
+            articles.setdefault(article.source, article)
+    return list(articles.values())
 
 
 def _token_counter():

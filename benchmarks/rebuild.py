@@ -98,12 +98,12 @@ def timed_build(articles: Path, index: Path, embedder, **kwargs) -> dict:
 def real_embed_seconds(probe: Path, repeat: int) -> dict:
     """Chunk and embed the probe article with the bundled model (loaded and warmed up first)."""
     from qa.ingest.chunk import chunk_article, embedding_text
-    from qa.ingest.load import read_file
+    from qa.ingest.load import load_file
     from qa.settings import ChunkSettings
 
     embedder = get_embedder(None)
     embedder.encode(["warm up the model"])
-    (article,), _ = read_file(str(probe))
+    (article,) = load_file(probe).articles
     settings = ChunkSettings()
     times, chunk_times = [], []
     for _ in range(repeat):

@@ -26,7 +26,7 @@ import gradio as gr
 from qa.answer.quotes import citation_numbers
 from qa.errors import QAError
 from qa.app.folder import FolderError, Removed
-from qa.ingest.load import SUPPORTED_SUFFIXES
+from qa.ingest.formats import SUPPORTED_SUFFIXES
 from qa.app.library import Library, NoIndex, RebuildStatus
 from qa.records import Answer
 from qa.text import collapse_whitespace

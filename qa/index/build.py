@@ -37,7 +37,9 @@ from qa.index.dense import DenseInfo, build_dense
 from qa.embed.base import Embedder, get_embedder
 from qa.errors import QAError
 from qa.index.lexical import Postings, tokenizer_tag
-from qa.ingest.load import LoadError, discover_files, read_file
+from qa.ingest.discover import discover_files
+from qa.ingest.formats import LoadError
+from qa.ingest.load import load_file
 from qa.records import Article, BuildReport, Chunk, chunk_id, sha256_file
 from qa.settings import MERGE_FACTOR, PURGE_DELETED_SHARE, ChunkSettings
 from qa.index.store import (
@@ -217,7 +219,7 @@ def _scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> _S
         except OSError:
             st = None
         if st is not None and not stat.S_ISREG(st.st_mode):
-            st = None  # a pipe or device: never opened here (it could block); read_file says why it is skipped
+            st = None  # a pipe or device: never opened here (it could block); load_file says why it is skipped
         key = _source_key(path)
         entry = old_sources.get(key)
         found: list[_Wanted] | None = None
@@ -232,11 +234,12 @@ def _scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> _S
         if found is None:
             digest = _sha(path) if st is not None else ""  # before reading: if the file changes meanwhile, the next build reads it again
             try:
-                articles, line_skips = read_file(path)
+                loaded = load_file(path)
             except LoadError as exc:
                 log.warning("skipped %s", exc)
                 skipped.append(str(exc))
                 continue
+            articles, line_skips = loaded.articles, list(loaded.skipped)
             read += 1
             found = [_Wanted(a.id, a.sha256, a.source, a) for a in articles]
             if st is not None and digest:

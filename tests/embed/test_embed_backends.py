@@ -101,7 +101,7 @@ def onnx_cache(tmp_path_factory):
 def texts() -> list[str]:
     """Chunk-sized passages of the bundled articles plus short questions."""
     from qa.ingest.chunk import chunk_article
-    from qa.ingest.load import load_paths
+    from conftest import load_paths
     from qa.settings import ChunkSettings
 
     counter = SentenceTransformerEmbedder()
