@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.index.build import build_index  # noqa: E402
-from qa.embed.base import get_embedder  # noqa: E402
+from qa.embed.factory import get_embedder  # noqa: E402
 from qa.index.store import read_manifest  # noqa: E402
 
 #: The article added and removed: a typical one (near the corpus's median length), fixed for reruns.

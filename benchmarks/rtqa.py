@@ -389,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise DataError(f"{args.data} is not a folder: pass --data with the folder that holds RealTime QA 2022")
         questions = read_questions(args.data)
         bot_settings(args.set)  # a bad --set fails before any work
-        from qa.embed.base import get_embedder
+        from qa.embed.factory import get_embedder
 
         embedder = get_embedder()  # the default backend, as users get it (QA_BACKEND chooses another)
     except DataError as exc:

@@ -99,7 +99,7 @@ def split_articles(data: Path, weeks: Sequence[str], work: Path) -> dict[str, Pa
 def build_weeks(paths: dict[str, Path], work: Path, backend: str) -> dict[str, Path]:
     """Build (or confirm up to date) one index per week with ``backend``'s vectors."""
     from qa.index.build import build_index
-    from qa.embed.base import get_embedder
+    from qa.embed.factory import get_embedder
 
     embedder = get_embedder(backend=backend)
     dirs = {}
@@ -150,7 +150,7 @@ def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], ot
     import numpy as np
 
     from qa.answer.quotes import AnswerSettings, rank_candidates
-    from qa.embed.base import get_embedder
+    from qa.embed.factory import get_embedder
     from qa.answer.rank import FEATURES, FallbackScorer
     from qa.answer.retrieve import RetrieveSettings, retrieve
     from qa.index.store import load_index
@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     weeks = chosen_weeks(questions, args.weeks, args.stride)
     print(f"{len(weeks)} weeks, {sum(week_of(q) in weeks for q in questions)} questions", file=sys.stderr)
     paths = split_articles(args.data, weeks, args.work)
-    from qa.embed.base import DEFAULT_BACKEND
+    from qa.embed.factory import DEFAULT_BACKEND
 
     backend = args.backend or DEFAULT_BACKEND
     dirs = build_weeks(paths, args.work, backend)

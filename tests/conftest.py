@@ -68,7 +68,7 @@ def writable_copy(dst: Path) -> Path:
 
 @pytest.fixture
 def hash_embedder():
-    from qa.embed.base import HashEmbedder
+    from qa.embed.hashing import HashEmbedder
 
     return HashEmbedder(dim=64)
 
@@ -91,7 +91,7 @@ def hash_index(tmp_path: Path, corpus: Path, hash_embedder) -> Path:
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    from qa.embed.base import SentenceTransformerEmbedder
+    from qa.embed.torch import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     embedder.encode(["warm up"])

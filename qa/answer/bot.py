@@ -19,7 +19,9 @@ from typing import Any
 
 from qa.errors import QAError
 from qa.answer.quotes import AnswerSettings, compose, make_answer
-from qa.embed.base import Embedder, canonical_model_name, get_embedder
+from qa.embed.base import Embedder
+from qa.embed.factory import get_embedder
+from qa.embed.names import canonical_model_name
 from qa.answer.followup import searched_history
 from qa.answer.rank import scorer_for
 from qa.records import Answer

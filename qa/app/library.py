@@ -86,7 +86,7 @@ class Library:
         """The embedding model shared by the bot and every build (created once, loaded lazily)."""
         with self._embedder_lock:
             if self._embedder is None:
-                from qa.embed.base import get_embedder
+                from qa.embed.factory import get_embedder
                 from qa.index.store import IndexLoadError, read_manifest
 
                 model = self._model

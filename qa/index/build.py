@@ -34,7 +34,8 @@ import numpy as np
 
 from qa.ingest.chunk import chunk_article, embedding_text
 from qa.index.dense import DenseInfo, build_dense
-from qa.embed.base import Embedder, get_embedder
+from qa.embed.base import Embedder
+from qa.embed.factory import get_embedder
 from qa.errors import QAError
 from qa.index.lexical import Postings, tokenizer_tag
 from qa.ingest.discover import discover_files

@@ -33,7 +33,7 @@ import pytest
 
 from qa.answer.bot import Bot
 from qa.index.build import build_index
-from qa.embed.base import get_embedder
+from qa.embed.factory import get_embedder
 from qa.index.store import IndexBusy, load_index
 
 ROOT = Path(__file__).resolve().parents[2]

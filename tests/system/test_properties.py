@@ -24,7 +24,7 @@ from qa.answer.bot import AskError, Bot
 from qa.index.build import BuildError, build_index
 from qa.ingest.chunk import chunk_article, split_text
 from qa.ingest.clean import clean_field, clean_text, strip_invisible
-from qa.embed.base import HashEmbedder
+from qa.embed.hashing import HashEmbedder
 from qa.records import Article
 from qa.settings import ChunkSettings
 
