@@ -20,10 +20,6 @@ from qa.settings import debug_from_env, default_articles_dir, default_index_dir,
 from qa.app.words import counted
 
 
-class UsageError(QAError):
-    """Bad command-line input; the message says what to do."""
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qa",
@@ -172,7 +168,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
     bot = Bot.load(_index_dir(args), model=model_from_env())
     history: list[str] = []
     interactive = sys.stdin.isatty() and not args.json
-    failed = 0
     while True:
         if interactive:
             print("> ", end="", flush=True)
@@ -184,7 +179,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
         try:
             answer = bot.ask(line, history, k=args.k)
         except AskError as exc:
-            failed += 1
             if args.json:
                 _emit({"question": line.strip(), "error": str(exc)})
             else:
