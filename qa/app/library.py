@@ -220,7 +220,8 @@ def _build_embedder(embedder):
     address = ray_address_from_env()
     if address is None:
         return embedder
-    from qa.embed.ray import RayEmbedder, require_ray
+    from qa.embed.ray import ray_embedder
 
-    require_ray()  # a RayError (a QAError) becomes the rebuild's status line
-    return RayEmbedder(embedder, address)
+    # As `qa build --ray` does: connect before the articles are read; a RayError (a QAError) becomes the rebuild's
+    # status line. Left open after the build: Ray stays joined and the next rebuild reuses the connection.
+    return ray_embedder(address=address, local=embedder)
