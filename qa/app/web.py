@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import QAError
+from qa.app.examples import BUNDLED_EXAMPLES
 from qa.app.folder import MAX_UPLOAD_BYTES
 from qa.app.logs import setup_logging
 from qa.settings import (
@@ -57,7 +58,7 @@ def serve(
 ):
     """Start the library (index update in the background) and launch the chat; returns (demo, library)."""
     from qa.app.library import Library
-    from qa.app.ui import BUNDLED_EXAMPLES, build_app, launch_options
+    from qa.app.ui import build_app, launch_options
 
     articles = Path(articles_dir) if articles_dir is not None else default_articles_dir()
     library = Library(
