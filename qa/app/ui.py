@@ -83,7 +83,7 @@ def launch_options() -> dict[str, Any]:
 def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "Ask the articles") -> gr.Blocks:
     """The Gradio app for ``library``: a chat tab and an articles tab, plus the ``ask`` API.
 
-    ``examples``: questions offered to click (none by default).
+    ``examples``: questions offered to click; none by default (``qa.app.examples.examples_for`` picks them).
     """
     on = Handlers(library)
     with gr.Blocks(title=f"{title} · qa", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
