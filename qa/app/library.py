@@ -25,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import QAError
-from qa.app.folder import MAX_UPLOAD_BYTES, ArticlesFolder, FolderError, safe_name
+from qa.app.folder import MAX_UPLOAD_BYTES, ArticlesFolder
 from qa.app.rebuilder import Progress, Rebuilder, RebuildStatus
 from qa.records import Answer, Article, BuildReport
-
-__all__ = ["ArticleRow", "FolderError", "IndexSummary", "Library", "NoIndex", "RebuildStatus", "safe_name"]
 
 log = logging.getLogger(__name__)
 

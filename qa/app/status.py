@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import html
 
-from qa.app.library import Library, RebuildStatus
+from qa.app.library import Library
+from qa.app.rebuilder import RebuildStatus
 from qa.app.render import counted
 
 #: What the status line says during each stage of a rebuild.
