@@ -21,7 +21,7 @@ from qa.errors import QAError
 
 log = logging.getLogger(__name__)
 
-#: A longer question is shown cut to this many characters (it is still answered whole).
+#: A longer question is shown in the chat cut to this many characters.
 _SHOWN_QUESTION_CHARS = 2_000
 
 
