@@ -8,13 +8,13 @@ Steps, each cached under ``--work`` (default ``/tmp/rtqa-train``, outside the re
    Each question is asked of its own week's articles (the data's README says why): one index per
    week, built with the ``qa build`` code and the default embedder (int8 ONNX; ``--backend``).
 2. **Candidates.** Each question goes through ``Bot.ask``'s own retrieval and candidate generation
-   (``qa.rank.candidates``) and every candidate gets ``qa.rank.features``. Distant label: a candidate
+   (``qa.answer.candidates``) and every candidate gets ``qa.answer.features``. Distant label: a candidate
    is positive when the quote it would grow into holds a gold answer string (case-insensitive,
    whitespace collapsed). Unanswerable questions: each question asked of another week's index that
    holds none of its gold strings. Features are computed for 8 and 12 candidate chunks.
 3. **Fit.** LightGBM LambdaRank over the answerable questions with a positive (deterministic:
    one thread, fixed seed), trees written into the JSON model file with its feature list, version
-   and the embedding models it serves; ``qa.rank`` evaluates them in numpy (no runtime dependency).
+   and the embedding models it serves; ``qa.answer.trees`` evaluates them in numpy (no runtime dependency).
 4. **Calibrate.** On out-of-fold scores (folds of whole weeks): the abstention threshold on the top
    candidate's score and the gap below the best score past which a quote is not shown.
 
