@@ -69,9 +69,13 @@ _DATE = re.compile(
     r"saturday|sunday|today|yesterday|tomorrow|ago|last (week|month|year)|next (week|month|year))\b",
     re.I,
 )
-_QUOTED_Q = re.compile(r"\b(call|called|calls|describe[sd]?|label(l?ed)?|say|said|says|nickname[sd]?|term(ed)?|dub(bed)?|word)\b", re.I)
+_QUOTED_Q = re.compile(
+    r"\b(call|called|calls|describe[sd]?|label(l?ed)?|say|said|says|nickname[sd]?|term(ed)?|dub(bed)?|word)\b", re.I
+)
 _QUOTE_MARK = re.compile(r"[“\"][^”\"]{3,}[”\"]")
-_WHO_Q = re.compile(r"\b(who|whom|whose|which (company|country|team|city|state|person|nation|group|party|firm))\b", re.I)
+_WHO_Q = re.compile(
+    r"\b(who|whom|whose|which (company|country|team|city|state|person|nation|group|party|firm))\b", re.I
+)
 _WHERE_Q = re.compile(r"\bwhere\b", re.I)
 _WHAT_Q = re.compile(r"\b(what|which)\b", re.I)
 _WHY_Q = re.compile(r"\b(why|how)\b", re.I)

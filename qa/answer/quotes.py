@@ -9,7 +9,7 @@ become quotes: a sentence within one quote's reach of a chosen one joins it, a
 sentence several articles carry verbatim is shown once with its other sources,
 a sentence that only restates the question is never quoted, and a sentence
 scoring far below the best one is not shown at all. Each quote then grows by
-whole neighbouring sentences (across paragraph breaks) up to ``fill_to``
+whole neighbouring sentences (``grown_span``, across paragraph breaks) up to ``fill_to``
 characters, the top quote up to ``lead_fill_to``. Figures for each choice:
 docs/evaluation.md and docs/ranker.md.
 """
@@ -279,7 +279,10 @@ def compose(
     return select_quotes(ranked, k, settings, show_within), False
 
 
-def make_answer(question: str, searched: str, quotes: list[Quote], abstained: bool, notice: str, seconds: float) -> Answer:
+def make_answer(
+    question: str, searched: str, quotes: list[Quote], abstained: bool, notice: str, seconds: float
+) -> Answer:
+    """The ``Answer`` record: the quotes as plain text with citation numbers, or the abstention text."""
     return Answer(
         question=question,
         text=ABSTAIN_TEXT if abstained else format_answer(quotes),
