@@ -272,7 +272,7 @@ def worker_answer(p: dict) -> dict:
     from qa.answer.bot import Bot, clean_question
     from qa.embed.factory import get_embedder
     from qa.answer.followup import searched_history
-    from qa.answer.rank import candidates
+    from qa.answer.candidates import candidates
     from qa.answer.retrieve import retrieve
     from qa.index.store import load_index
 
