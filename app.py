@@ -1,7 +1,7 @@
 """Run the web chat: ``python app.py``, then open http://127.0.0.1:7860.
 
-The work is in ``qa.web`` (settings, serving) and ``qa.ui`` (the page); this
-file only launches it. Environment: see ``qa/web.py`` or the README.
+The work is in ``qa.app.web`` (settings, serving) and ``qa.app.ui`` (the page); this
+file only launches it. Environment: see ``qa/app/web.py`` or the README.
 """
 
 from __future__ import annotations

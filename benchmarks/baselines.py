@@ -160,7 +160,7 @@ class LangChainBaseline:
             from langchain_community.embeddings import HuggingFaceEmbeddings
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-        from qa.embed.base import bundled_model_path
+        from qa.embed.names import bundled_model_path
 
         self.articles = {a.id: a for a in articles}
         model_name = model or str(bundled_model_path() or "sentence-transformers/all-MiniLM-L6-v2")

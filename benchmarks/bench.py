@@ -165,15 +165,26 @@ def emit(result: dict) -> None:
 
 
 def _load_articles(paths: Sequence[str]):
-    from qa.ingest.load import load_paths
+    """Every readable article under ``paths`` (each source once), as a build reads them; bad files are left out."""
+    from qa.ingest.discover import discover_files
+    from qa.ingest.formats import LoadError
+    from qa.ingest.load import load_file
 
-    return list(load_paths(paths).articles)
+    articles = {}
+    for path in discover_files(paths)[0]:
+        try:
+            found = load_file(path).articles
+        except LoadError:
+            continue
+        for article in found:
+            articles.setdefault(article.source, article)
+    return list(articles.values())
 
 
 def _token_counter():
     from tokenizers import Tokenizer
 
-    from qa.embed.base import bundled_model_path
+    from qa.embed.names import bundled_model_path
 
     tok = Tokenizer.from_file(str(bundled_model_path() / "tokenizer.json"))
     tok.no_truncation()
@@ -183,7 +194,7 @@ def _token_counter():
 
 def _recipe_embeddings():
     """``HuggingFaceEmbeddings`` on the bundled model, from langchain-huggingface or langchain-community."""
-    from qa.embed.base import bundled_model_path
+    from qa.embed.names import bundled_model_path
 
     try:
         from langchain_huggingface import HuggingFaceEmbeddings
@@ -209,7 +220,7 @@ def worker_build(p: dict) -> dict:
     started = time.perf_counter()
     if system == "ours":
         from qa.index.build import build_index
-        from qa.embed.base import get_embedder
+        from qa.embed.factory import get_embedder
 
         embedder = get_embedder(backend=p.get("backend"))
         extra = {"model": embedder.name}
@@ -277,7 +288,7 @@ def worker_increment(p: dict) -> dict:
         from qa.index.build import build_index
         from qa.index.reader import read_manifest
 
-        from qa.embed.base import get_embedder
+        from qa.embed.factory import get_embedder
 
         embedder = get_embedder(read_manifest(index).model)
         embedder.encode(["warm up"])  # model load is not part of the rebuild
@@ -636,7 +647,7 @@ def log(message: str) -> None:
 
 
 def embed_questions(questions: list[str]) -> list[list[float]]:
-    from qa.embed.base import get_embedder
+    from qa.embed.factory import get_embedder
 
     return get_embedder().encode(questions).tolist()
 
@@ -692,7 +703,7 @@ def run(args) -> int:
     unknown = sorted(set(corpora) - {"bundled", "rtqa", "synthetic"}) + sorted(set(systems) - set(SYSTEMS))
     if unknown:
         raise BenchError(f"unknown corpus or system {', '.join(unknown)}: see --help")
-    from qa.embed.base import DEFAULT_BACKEND
+    from qa.embed.factory import DEFAULT_BACKEND
 
     other = "onnx" if DEFAULT_BACKEND == "onnx-int8" else "onnx-int8"
     backends = (args.backends or (DEFAULT_BACKEND if args.quick else f"{DEFAULT_BACKEND},{other}")).split(",")

@@ -37,9 +37,9 @@ SETTINGS = ((330, None, CALIBRATED), (400, None, CALIBRATED), (450, None, CALIBR
 def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 3) -> list[dict]:
     """One row per question run and setting: rank of the first quote holding a gold string, characters."""
     from qa.answer.quotes import AnswerSettings, rank_candidates, select_quotes
-    from qa.embed.base import get_embedder
+    from qa.embed.factory import get_embedder
     from qa.answer.evaluate import answer_rank
-    from qa.answer.rank import scorer_for
+    from qa.answer.scorers import scorer_for
     from qa.records import Answer
     from qa.answer.retrieve import RetrieveSettings, retrieve
     from qa.index.reader import load_index
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the summary as JSON here")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from qa.embed.base import DEFAULT_BACKEND
+    from qa.embed.factory import DEFAULT_BACKEND
 
     summary = summarize(run(args.data, args.work, args.backend or DEFAULT_BACKEND, args.weeks))
     for s in summary:

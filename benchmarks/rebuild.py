@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from qa.index.build import build_index  # noqa: E402
-from qa.embed.base import get_embedder  # noqa: E402
+from qa.embed.factory import get_embedder  # noqa: E402
 from qa.index.reader import read_manifest  # noqa: E402
 
 #: The article added and removed: a typical one (near the corpus's median length), fixed for reruns.
@@ -98,12 +98,12 @@ def timed_build(articles: Path, index: Path, embedder, **kwargs) -> dict:
 def real_embed_seconds(probe: Path, repeat: int) -> dict:
     """Chunk and embed the probe article with the bundled model (loaded and warmed up first)."""
     from qa.ingest.chunk import chunk_article, embedding_text
-    from qa.ingest.load import read_file
+    from qa.ingest.load import load_file
     from qa.settings import ChunkSettings
 
     embedder = get_embedder(None)
     embedder.encode(["warm up the model"])
-    (article,), _ = read_file(str(probe))
+    (article,) = load_file(probe).articles
     settings = ChunkSettings()
     times, chunk_times = [], []
     for _ in range(repeat):

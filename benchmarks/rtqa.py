@@ -299,11 +299,12 @@ def ceiling(bot, items: Sequence[EvalItem]) -> dict:
     that could be made from the candidate sentences of the top ``passages`` chunks (each grown as it
     would be shown) and of the top 12.
     """
+    from qa.answer.candidates import candidates
     from qa.answer.quotes import grown_span
-    from qa.answer.rank import candidates
     from qa.answer.retrieve import retrieve
 
     passages = bot.answer_settings.passages
+    fill_to, across = bot.answer_settings.fill_to, bot.answer_settings.fill_across_paragraphs
     counts = {"in_articles": 0, "in_articles_of_top20": 0, "in_top3_chunks": 0, "in_top8_chunks": 0,
               "in_top12_chunks": 0, "in_top20_chunks": 0, f"best_possible_quote_top{passages}": 0,
               "best_possible_quote_top12": 0}
@@ -319,7 +320,7 @@ def ceiling(bot, items: Sequence[EvalItem]) -> dict:
             counts[f"in_top{n}_chunks"] += any(gold[:n])
         for n in sorted({passages, 12}):
             counts[f"best_possible_quote_top{n}"] += any(
-                _has_gold(c.article.text[slice(*grown_span(c.article, c.start, c.end, bot.answer_settings))], item.answers)
+                _has_gold(c.article.text[slice(*grown_span(c.article.text, c.start, c.end, fill_to, across))], item.answers)
                 for c in candidates(bot.index.article_of, hits, n, bot.answer_settings.min_sentence_chars)
             )
     return {"answerable": len(answerable), **{k: round(v / len(answerable), 3) for k, v in counts.items()}}
@@ -389,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise DataError(f"{args.data} is not a folder: pass --data with the folder that holds RealTime QA 2022")
         questions = read_questions(args.data)
         bot_settings(args.set)  # a bad --set fails before any work
-        from qa.embed.base import get_embedder
+        from qa.embed.factory import get_embedder
 
         embedder = get_embedder()  # the default backend, as users get it (QA_BACKEND chooses another)
     except DataError as exc:

@@ -142,7 +142,7 @@ def _memory() -> dict:
 
 def worker_prepare(p: dict) -> dict:
     """Export (first run only) and load the default embedder, so no build or answer pays the ONNX export."""
-    from qa.embed.base import get_embedder
+    from qa.embed.factory import get_embedder
 
     started = time.perf_counter()
     embedder = get_embedder()
@@ -274,9 +274,9 @@ def worker_answer(p: dict) -> dict:
 
     from qa.answer.quotes import compose
     from qa.answer.bot import Bot, clean_question
-    from qa.embed.base import get_embedder
+    from qa.embed.factory import get_embedder
     from qa.answer.followup import searched_history
-    from qa.answer.rank import candidates
+    from qa.answer.candidates import candidates
     from qa.answer.retrieve import retrieve
     from qa.index.reader import load_index
 

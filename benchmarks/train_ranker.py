@@ -8,13 +8,13 @@ Steps, each cached under ``--work`` (default ``/tmp/rtqa-train``, outside the re
    Each question is asked of its own week's articles (the data's README says why): one index per
    week, built with the ``qa build`` code and the default embedder (int8 ONNX; ``--backend``).
 2. **Candidates.** Each question goes through ``Bot.ask``'s own retrieval and candidate generation
-   (``qa.rank.candidates``) and every candidate gets ``qa.rank.features``. Distant label: a candidate
+   (``qa.answer.candidates``) and every candidate gets ``qa.answer.features``. Distant label: a candidate
    is positive when the quote it would grow into holds a gold answer string (case-insensitive,
    whitespace collapsed). Unanswerable questions: each question asked of another week's index that
    holds none of its gold strings. Features are computed for 8 and 12 candidate chunks.
 3. **Fit.** LightGBM LambdaRank over the answerable questions with a positive (deterministic:
    one thread, fixed seed), trees written into the JSON model file with its feature list, version
-   and the embedding models it serves; ``qa.rank`` evaluates them in numpy (no runtime dependency).
+   and the embedding models it serves; ``qa.answer.trees`` evaluates them in numpy (no runtime dependency).
 4. **Calibrate.** On out-of-fold scores (folds of whole weeks): the abstention threshold on the top
    candidate's score and the gap below the best score past which a quote is not shown.
 
@@ -99,7 +99,7 @@ def split_articles(data: Path, weeks: Sequence[str], work: Path) -> dict[str, Pa
 def build_weeks(paths: dict[str, Path], work: Path, backend: str) -> dict[str, Path]:
     """Build (or confirm up to date) one index per week with ``backend``'s vectors."""
     from qa.index.build import build_index
-    from qa.embed.base import get_embedder
+    from qa.embed.factory import get_embedder
 
     embedder = get_embedder(backend=backend)
     dirs = {}
@@ -150,8 +150,9 @@ def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], ot
     import numpy as np
 
     from qa.answer.quotes import AnswerSettings, rank_candidates
-    from qa.embed.base import get_embedder
-    from qa.answer.rank import FEATURES, FallbackScorer
+    from qa.embed.factory import get_embedder
+    from qa.answer.features import FEATURES
+    from qa.answer.scorers import HandScorer
     from qa.answer.retrieve import RetrieveSettings, retrieve
     from qa.index.reader import load_index
 
@@ -170,15 +171,16 @@ def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], ot
         vector = embedder.encode([q["q"]])[0]
         for idx, answerable in asks:
             hits = retrieve(idx, q["q"], vector, most, RetrieveSettings())
-            cands, X = rank_candidates(q["q"], q["q"], vector, idx, hits, embedder, settings, FallbackScorer())
+            cands, X = rank_candidates(q["q"], q["q"], vector, idx, hits, embedder, settings, HandScorer())
             g = len(groups)
             groups.append((q_i, answerable))
             for p in passages:
                 n = sum(c.hit.rank < p for c in cands)  # candidates come in hit order: a prefix
                 sub = cands[:n]
                 Xp = features_for(q["q"], sub, X[:n, 0], idx) if p != most else X
-                label = np.array([answerable and _has_gold(c.article.text[slice(*grown_span(c.article, c.start, c.end, settings))], golds)
-                                  for c in sub], dtype=bool)
+                shown = [c.article.text[slice(*grown_span(c.article.text, c.start, c.end, settings.fill_to,
+                                                          settings.fill_across_paragraphs))] for c in sub]
+                label = np.array([answerable and _has_gold(text, golds) for text in shown], dtype=bool)
                 echo = np.array([c.echo for c in sub], dtype=bool)
                 rows[p].append((Xp.reshape(n, len(FEATURES)), label, echo, np.full(n, g, dtype=np.int32)))
     arrays = {"group_question": np.array([g[0] for g in groups], dtype=np.int32),
@@ -219,7 +221,7 @@ def prepare(questions: Sequence[dict], dirs: dict[str, Path], work: Path, tag: s
 
 def features_for(question: str, cands, dense, index):
     """Features of a prefix of the candidates (a smaller ``passages``), from their known cosines."""
-    from qa.answer.rank import features
+    from qa.answer.features import features
 
     return features(question, question, cands, dense, index.lexical.idf)
 
@@ -318,7 +320,9 @@ def fit(feats: Path, passages: int, variant: tuple[float, int] | None = None, ig
     import lightgbm as lgb
     import numpy as np
 
-    from qa.answer.rank import FEATURES, RANKER_FORMAT, FallbackScorer, trees_from_lightgbm
+    from qa.answer.features import FEATURES
+    from qa.answer.scorers import RANKER_FORMAT, HandScorer
+    from training.ranker.trees import trees_from_lightgbm
 
     data = np.load(feats)
     X, label, echo, group = (data[f"{k}{passages}"] for k in ("X", "label", "echo", "group"))
@@ -329,7 +333,7 @@ def fit(feats: Path, passages: int, variant: tuple[float, int] | None = None, ig
     folds = min(FOLDS, len(weeks))
     fold_of_week = {w: i % folds for i, w in enumerate(weeks)}
     fold = np.array([fold_of_week[w] for w in week])[group]
-    fallback = FallbackScorer().score(X).astype(np.float64)
+    fallback = HandScorer().score(X).astype(np.float64)
     if ignore:  # the trees may not split on these (a constant column); the hand-weighted score still sees them
         X = X.copy()
         X[:, [FEATURES.index(name) for name in ignore]] = 0.0
@@ -426,14 +430,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     weeks = chosen_weeks(questions, args.weeks, args.stride)
     print(f"{len(weeks)} weeks, {sum(week_of(q) in weeks for q in questions)} questions", file=sys.stderr)
     paths = split_articles(args.data, weeks, args.work)
-    from qa.embed.base import DEFAULT_BACKEND
+    from qa.embed.factory import DEFAULT_BACKEND
 
     backend = args.backend or DEFAULT_BACKEND
     dirs = build_weeks(paths, args.work, backend)
     if args.only_build:
         return 0
     from qa.answer.quotes import AnswerSettings
-    from qa.answer.rank import FEATURES
+    from qa.answer.features import FEATURES
 
     # the cache key names what the cached rows depend on besides the weeks: the feature list and the quote length
     tag = f"{backend}-{len(FEATURES)}f-fill{AnswerSettings().fill_to}"

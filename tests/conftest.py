@@ -24,6 +24,33 @@ ARTICLES = ROOT / "articles"
 TROOPS = "How many troops did North Korea send to Russia?"
 
 
+def load_paths(paths, **limits):
+    """Every article under ``paths`` and every skip message, as ``qa build`` reads them (``LoadResult``).
+
+    The walker finds the files, ``load_file`` reads each; an unusable file or a
+    source already loaded becomes a skip message, as in the build.
+    """
+    from qa.ingest.discover import discover_files
+    from qa.ingest.formats import LoadError
+    from qa.ingest.load import LoadResult, load_file
+
+    files, skipped = discover_files(paths)
+    articles = {}
+    for path in files:
+        try:
+            loaded = load_file(path, **limits)
+        except LoadError as exc:
+            skipped.append(str(exc))
+            continue
+        skipped += loaded.skipped
+        for article in loaded.articles:
+            if article.source in articles:
+                skipped.append(f"{path}: {article.source} was already loaded; duplicate skipped")
+            else:
+                articles[article.source] = article
+    return LoadResult(articles=tuple(articles.values()), skipped=tuple(skipped))
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (never a fixed one: other servers run on this machine)."""
     with socket.socket() as s:
@@ -41,7 +68,7 @@ def writable_copy(dst: Path) -> Path:
 
 @pytest.fixture
 def hash_embedder():
-    from qa.embed.base import HashEmbedder
+    from qa.embed.hashing import HashEmbedder
 
     return HashEmbedder(dim=64)
 
@@ -64,7 +91,7 @@ def hash_index(tmp_path: Path, corpus: Path, hash_embedder) -> Path:
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    from qa.embed.base import SentenceTransformerEmbedder
+    from qa.embed.torch import SentenceTransformerEmbedder
 
     embedder = SentenceTransformerEmbedder()
     embedder.encode(["warm up"])

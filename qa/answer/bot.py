@@ -19,9 +19,11 @@ from typing import Any
 
 from qa.errors import QAError
 from qa.answer.quotes import AnswerSettings, compose, make_answer
-from qa.embed.base import Embedder, canonical_model_name, get_embedder
+from qa.embed.base import Embedder
+from qa.embed.factory import get_embedder
+from qa.embed.names import canonical_model_name
 from qa.answer.followup import searched_history
-from qa.answer.rank import scorer_for
+from qa.answer.scorers import scorer_for
 from qa.records import Answer
 from qa.answer.retrieve import RetrieveSettings, retrieve
 from qa.settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir, learned_ranker_from_env

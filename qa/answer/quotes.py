@@ -1,15 +1,15 @@
 """Turn retrieved chunks into an answer made of exact quotes, or an honest abstention.
 
-The sentences of the best chunks are the candidates (``qa.rank.candidates``).
-Each is embedded, described by ``qa.rank.FEATURES`` and scored
-(``qa.rank.scorer_for``: the hand-weighted score by default, the learned ranker
-with ``learned_ranker=True``). When even the best one scores below the calibrated threshold, the bot
+The sentences of the best chunks are the candidates (``qa.answer.candidates``).
+Each is embedded, described by ``qa.answer.features.FEATURES`` and scored
+(``qa.answer.scorers.scorer_for``: the hand-weighted score by default, the learned
+ranker with ``learned_ranker=True``). When even the best one scores below the calibrated threshold, the bot
 says the articles do not answer the question. Otherwise the best sentences
 become quotes: a sentence within one quote's reach of a chosen one joins it, a
 sentence several articles carry verbatim is shown once with its other sources,
 a sentence that only restates the question is never quoted, and a sentence
 scoring far below the best one is not shown at all. Each quote then grows by
-whole neighbouring sentences (across paragraph breaks) up to ``fill_to``
+whole neighbouring sentences (``grown_span``, across paragraph breaks) up to ``fill_to``
 characters, the top quote up to ``lead_fill_to``. Figures for each choice:
 docs/evaluation.md and docs/ranker.md.
 """
@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.embed.base import Embedder
-from qa.answer.rank import Candidate, Scorer, candidates, features, scorer_for
+from qa.answer.candidates import ScoredCandidate, candidates
+from qa.answer.features import echoes, features
+from qa.answer.scorers import Scorer, scorer_for
 from qa.records import Answer, Article, Hit, Quote
-from qa.text import collapse_whitespace, sentence_spans
 from qa.index.searchable import Index
+from qa.text import collapse_whitespace, sentence_spans
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,8 @@ def rank_candidates(
     embedder: Embedder,
     settings: AnswerSettings,
     scorer: Scorer,
-) -> tuple[list[Candidate], np.ndarray]:
-    """The candidate sentences, each scored (``.score``), in hit order, with their feature rows.
+) -> tuple[list[ScoredCandidate], np.ndarray]:
+    """The candidate sentences, each with its score and echo flag, in hit order, with their feature rows.
 
     ``question`` is what the user typed, ``searched`` the self-contained form
     (the same unless the question leaned on earlier turns).
@@ -83,9 +85,8 @@ def rank_candidates(
     vectors = embedder.encode([c.text for c in cands])
     dense = vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
     X = features(question, searched or question, cands, dense, index.lexical.idf, settings.context_term_weight)
-    for cand, score in zip(cands, scorer.score(X).tolist()):
-        cand.score = score
-    return cands, X
+    scores, echo = scorer.score(X).tolist(), echoes(X).tolist()
+    return [ScoredCandidate.of(c, s, e) for c, s, e in zip(cands, scores, echo)], X
 
 
 @dataclass
@@ -112,7 +113,9 @@ def _context(article: Article, start: int, end: int) -> tuple[str, str]:
     return b, a
 
 
-def select_quotes(ranked: list[Candidate], k: int, settings: AnswerSettings, show_within: float | None = None) -> list[Quote]:
+def select_quotes(
+    ranked: Sequence[ScoredCandidate], k: int, settings: AnswerSettings, show_within: float | None = None
+) -> list[Quote]:
     """Up to ``k`` quotes from candidates sorted best first: close ones joined, duplicates folded.
 
     A candidate scoring more than ``show_within`` below the best is not shown.
@@ -160,7 +163,8 @@ def select_quotes(ranked: list[Candidate], k: int, settings: AnswerSettings, sho
     if settings.fill_to:
         for n, g in enumerate(groups):
             limit = settings.lead_fill_to if n == 0 and settings.lead_fill_to else settings.fill_to
-            fill(g, groups, limit, settings.fill_across_paragraphs)
+            taken = [(o.start, o.end) for o in groups if o is not g and o.article.id == g.article.id]
+            g.start, g.end = grown_span(g.article.text, g.start, g.end, limit, settings.fill_across_paragraphs, taken)
     quotes = []
     for g in groups:
         before, after = _context(g.article, g.start, g.end)
@@ -183,7 +187,7 @@ def select_quotes(ranked: list[Candidate], k: int, settings: AnswerSettings, sho
     return quotes
 
 
-def _bridgeable(group: _Group, cand: Candidate, groups: list[_Group], limit: int, across: bool) -> bool:
+def _bridgeable(group: _Group, cand: ScoredCandidate, groups: list[_Group], limit: int, across: bool) -> bool:
     """True when ``cand`` and ``group`` fit in one quote of ``limit`` characters with the text between them."""
     if group.article.id != cand.article.id:
         return False
@@ -193,40 +197,39 @@ def _bridgeable(group: _Group, cand: Candidate, groups: list[_Group], limit: int
     return not any(g is not group and g.overlaps(cand.article.id, lo, hi) for g in groups)
 
 
-def fill(group: _Group, groups: list[_Group], limit: int, across_paragraphs: bool = True) -> None:
-    """Grow ``group`` by whole adjacent sentences, next and previous in turn, within ``limit`` characters.
+def grown_span(
+    text: str,
+    start: int,
+    end: int,
+    limit: int,
+    across_paragraphs: bool = True,
+    taken: Sequence[tuple[int, int]] = (),
+) -> tuple[int, int]:
+    """``start:end`` grown by whole adjacent sentences of ``text``, next and previous in turn, within ``limit``.
 
-    Only whitespace may lie between a quote and a sentence it takes in; a paragraph break counts as
-    such unless ``across_paragraphs`` is false. ``group`` needs ``article``, ``start`` and ``end``.
+    Only whitespace may lie between the span and a sentence it takes in; a paragraph break counts as such
+    unless ``across_paragraphs`` is false. The span never grows into a ``taken`` span (another quote's).
+    This is how every quote grows; alone (no ``taken``), it is the span a lone sentence's quote shows.
     """
-    text: str = group.article.text
-    taken = [(g.start, g.end) for g in groups if g is not group and g.article.id == group.article.id]
     grown, forward = True, True
     while grown:
         grown = False
-        spans = sentence_spans(text, max(0, group.start - 600), min(len(text), group.end + 600))
-        after = next(((s, e) for s, e in spans if s >= group.end), None)
-        before = next(((s, e) for s, e in reversed(spans) if e <= group.start), None)
+        spans = sentence_spans(text, max(0, start - 600), min(len(text), end + 600))
+        after = next(((s, e) for s, e in spans if s >= end), None)
+        before = next(((s, e) for s, e in reversed(spans) if e <= start), None)
         for side in ((after, before) if forward else (before, after)):
             if side is None:
                 continue
             s, e = side
-            lo, hi = min(s, group.start), max(e, group.end)
-            gap = (group.end, s) if s >= group.end else (e, group.start)
+            lo, hi = min(s, start), max(e, end)
+            gap = (end, s) if s >= end else (e, start)
             if (hi - lo > limit or not _touching(text, *gap, across_paragraphs)
                     or any(a < hi and lo < b for a, b in taken)):
                 continue
-            group.start, group.end = lo, hi
+            start, end = lo, hi
             grown, forward = True, not forward
             break
-
-
-def grown_span(article: Article, start: int, end: int, settings: AnswerSettings) -> tuple[int, int]:
-    """The span a lone sentence grows into as a quote (what a reader of that quote would see)."""
-    group = _Group(article, start, end, 0.0, set())
-    if settings.fill_to:
-        fill(group, [group], settings.fill_to, settings.fill_across_paragraphs)
-    return group.start, group.end
+    return start, end
 
 
 def _touching(text: str, left_end: int, right_start: int, across_paragraphs: bool) -> bool:
@@ -261,7 +264,7 @@ def compose(
 ) -> tuple[list[Quote], bool]:
     """The quotes that answer ``searched`` and whether the bot abstains.
 
-    ``scorer`` defaults to ``qa.rank.scorer_for(embedder.name, learned=settings.learned_ranker)``.
+    ``scorer`` defaults to ``scorer_for(embedder.name, learned=settings.learned_ranker)``.
     """
     scorer = scorer or scorer_for(embedder.name, learned=settings.learned_ranker)
     cands, _ = rank_candidates(question, searched, query_vector, index, hits, embedder, settings, scorer)
@@ -276,7 +279,10 @@ def compose(
     return select_quotes(ranked, k, settings, show_within), False
 
 
-def make_answer(question: str, searched: str, quotes: list[Quote], abstained: bool, notice: str, seconds: float) -> Answer:
+def make_answer(
+    question: str, searched: str, quotes: list[Quote], abstained: bool, notice: str, seconds: float
+) -> Answer:
+    """The ``Answer`` record: the quotes as plain text with citation numbers, or the abstention text."""
     return Answer(
         question=question,
         text=ABSTAIN_TEXT if abstained else format_answer(quotes),

@@ -14,14 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from qa.errors import QAError
 from qa.app.logs import setup_logging
+from qa.errors import QAError
+from qa.records import Answer
 from qa.settings import debug_from_env, default_articles_dir, default_index_dir, model_from_env, ray_address_from_env
-from qa.app.words import counted
-
-
-class UsageError(QAError):
-    """Bad command-line input; the message says what to do."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -85,9 +81,9 @@ def _emit(data: Any) -> None:
     sys.stdout.flush()
 
 
-def format_answer_text(answer) -> str:
+def format_answer_text(answer: Answer) -> str:
     """An answer for the terminal: the quotes with citation numbers (one per article), then those articles."""
-    from qa.answer.quotes import citation_numbers
+    from qa.app.render import cited_articles, counted
 
     lines = []
     if answer.notice:
@@ -97,19 +93,18 @@ def format_answer_text(answer) -> str:
     lines.append(answer.text)
     if answer.quotes:
         lines.append("")
-        first = {}
-        for q, n in zip(answer.quotes, citation_numbers(answer.quotes)):
-            first.setdefault(n, q)
-        for n, q in first.items():
+        for cited in cited_articles(answer.quotes):
+            q = cited.quote
             extra = f", {q.published}" if q.published else ""
             more = f" (+{counted(len(q.also_in), 'more source')})" if q.also_in else ""
-            lines.append(f"[{n}] {q.title} — {q.source}{extra}{more}")
+            lines.append(f"[{cited.number}] {q.title} — {q.source}{extra}{more}")
     return "\n".join(lines)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from qa.app.render import counted
     from qa.index.build import build_index
 
     paths = args.paths or [str(default_articles_dir())]
@@ -172,7 +167,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
     bot = Bot.load(_index_dir(args), model=model_from_env())
     history: list[str] = []
     interactive = sys.stdin.isatty() and not args.json
-    failed = 0
     while True:
         if interactive:
             print("> ", end="", flush=True)
@@ -184,7 +178,6 @@ def cmd_chat(args: argparse.Namespace) -> int:
         try:
             answer = bot.ask(line, history, k=args.k)
         except AskError as exc:
-            failed += 1
             if args.json:
                 _emit({"question": line.strip(), "error": str(exc)})
             else:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import QAError
-from qa.ingest.load import SUPPORTED_SUFFIXES, LoadError, load_file, suffix_of
+from qa.ingest.formats import SUPPORTED_SUFFIXES, LoadError, suffix_of
+from qa.ingest.load import load_file
 from qa.records import sha256_file
 from qa.text import collapse_whitespace
 from qa.settings import DEFAULT_MAX_UPLOAD_MB
@@ -195,7 +196,7 @@ class ArticlesFolder:
 
     def _check_loads(self, staged: Path, shown: str) -> None:
         try:
-            articles = load_file(staged, max_file_bytes=self.max_upload_bytes)
+            articles = load_file(staged, max_file_bytes=self.max_upload_bytes).articles
         except LoadError as exc:
             raise FolderError(str(exc).replace(str(staged), shown)) from None
         if not articles:

@@ -6,10 +6,11 @@
     library.rebuild()                             # incremental; questions keep being answered meanwhile
     answer = library.ask("What happened?", history=[])
 
-This module only ties the parts together: ``qa.folder`` changes the files,
-``qa.rebuilder`` runs the builds, ``qa.bot`` answers. When a new index is
+This module only ties the parts together: ``qa.app.folder`` changes the files,
+``qa.app.rebuilder`` runs the builds, ``qa.answer.bot`` answers. When a new index is
 committed the bot switches to it (``Bot.refresh``); a failed rebuild leaves the
-old index serving. Wording for people is the UI's job (``qa.ui``).
+old index serving. The page reads the index through ``summary``, ``article`` and
+``articles``; wording for people is the UI's job (``qa.app.ui`` and its parts).
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from qa.errors import QAError
-from qa.app.folder import MAX_UPLOAD_BYTES, ArticlesFolder, FolderError, safe_name
+from qa.app.folder import MAX_UPLOAD_BYTES, ArticlesFolder
 from qa.app.rebuilder import Progress, Rebuilder, RebuildStatus
-from qa.records import Answer, BuildReport
-
-__all__ = ["ArticleRow", "FolderError", "Library", "NoIndex", "RebuildStatus", "safe_name"]
+from qa.records import Answer, Article, BuildReport
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +48,15 @@ class ArticleRow:
     published: str
     chunks: int
     article_id: str
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    """The index being served, as the status line names it."""
+
+    articles: int
+    chunks: int
+    model: str
 
 
 class Library:
@@ -86,7 +94,7 @@ class Library:
         """The embedding model shared by the bot and every build (created once, loaded lazily)."""
         with self._embedder_lock:
             if self._embedder is None:
-                from qa.embed.base import get_embedder
+                from qa.embed.factory import get_embedder
                 from qa.index.reader import IndexLoadError, read_manifest
 
                 model = self._model
@@ -148,6 +156,19 @@ class Library:
                 rows.append(ArticleRow(article.title, article.source, article.published, entry.chunks, article.id))
         return rows
 
+    def summary(self) -> IndexSummary | None:
+        """How many articles and chunks the served index holds and its model; None while there is no index."""
+        bot = self._bot
+        if bot is None:
+            return None
+        manifest = bot.index.manifest
+        return IndexSummary(manifest.counts.get("articles", 0), manifest.counts.get("chunks", 0), manifest.model)
+
+    def article(self, article_id: str) -> Article | None:
+        """The served index's article with this id; None if it has none (removed, changed) or there is no index."""
+        bot = self._bot
+        return bot.index.articles.get(article_id) if bot is not None else None
+
     def files(self) -> list[str]:
         """Supported files in the articles folder, relative to it, sorted."""
         return self.folder.files()
@@ -196,7 +217,8 @@ def _build_embedder(embedder):
     address = ray_address_from_env()
     if address is None:
         return embedder
-    from qa.embed.ray import RayEmbedder, require_ray
+    from qa.embed.ray import ray_embedder
 
-    require_ray()  # a RayError (a QAError) becomes the rebuild's status line
-    return RayEmbedder(embedder, address)
+    # As `qa build --ray` does: connect before the articles are read; a RayError (a QAError) becomes the rebuild's
+    # status line. Left open after the build: Ray stays joined and the next rebuild reuses the connection.
+    return ray_embedder(address=address, local=embedder)

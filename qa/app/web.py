@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from qa.errors import QAError
+from qa.app.examples import examples_for
 from qa.app.folder import MAX_UPLOAD_BYTES
 from qa.app.logs import setup_logging
+from qa.errors import QAError
 from qa.settings import (
     abstain_below_from_env,
     auth_from_env,
@@ -28,19 +29,6 @@ from qa.settings import (
     max_upload_bytes_from_env,
     model_from_env,
 )
-
-#: The articles shipped with the project; the example questions are about them.
-BUNDLED_ARTICLES = Path(__file__).resolve().parents[2] / "articles"
-
-def holds_bundled_articles(folder: Path) -> bool:
-    """True if ``folder`` has the bundled articles (so the example questions fit)."""
-    try:
-        return all(
-            (folder / f.name).is_file() and (folder / f.name).read_bytes() == f.read_bytes()
-            for f in BUNDLED_ARTICLES.glob("*.txt")
-        )
-    except OSError:
-        return False
 
 
 def serve(
@@ -57,7 +45,7 @@ def serve(
 ):
     """Start the library (index update in the background) and launch the chat; returns (demo, library)."""
     from qa.app.library import Library
-    from qa.app.ui import BUNDLED_EXAMPLES, build_app, launch_options
+    from qa.app.ui import build_app, launch_options
 
     articles = Path(articles_dir) if articles_dir is not None else default_articles_dir()
     library = Library(
@@ -67,7 +55,7 @@ def serve(
         embedder=embedder,
         max_upload_bytes=max_upload_bytes,
     )
-    demo = build_app(library, examples=BUNDLED_EXAMPLES if holds_bundled_articles(articles) else ())
+    demo = build_app(library, examples=examples_for(articles))  # the bundled questions only for the bundled articles
     demo.queue(default_concurrency_limit=2)
     demo.launch(
         server_name=server_name,  # None: GRADIO_SERVER_NAME or 127.0.0.1

@@ -1,81 +1,26 @@
-"""The ONNX Runtime backend of the embedder: export the model locally, optionally int8, and run it.
+"""The ONNX Runtime backend: ``OnnxEmbedder`` (fp32, or int8 with ``int8=True``) and the ``OnnxEncoder`` it runs.
 
-Nothing is downloaded. The first use exports the sentence-transformers model
-(a BERT encoder with mean pooling) to ONNX with ``torch.onnx.export``, fuses
-attention and layer norms with ONNX Runtime's transformer optimizer, and, for
-``onnx-int8``, quantizes the matrix products to int8 per channel (dynamic
-quantization: weights int8, activations quantized on the fly, which uses
-AVX-512 VNNI where the CPU has it). The files go to a cache folder outside the
-project and the virtualenv (``$QA_CACHE`` or ``~/.cache/qa``), named by the
-sha256 of the model's weights, so a changed model is exported again.
-
-After that, encoding needs only ``onnxruntime`` and ``tokenizers``: no torch
-import, so a bot starts faster.
+The model file comes from ``onnx_export.exported_model`` (exported locally on
+first use and cached). Encoding then needs only ``onnxruntime`` and
+``tokenizers``: no torch import, so a bot starts faster.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from qa.embed.base import l2_normalize
-from qa.settings import cache_root, threads_from_env
+from qa.embed.base import DEFAULT_BATCH, EmbedderError, Progress, encode_sorted, l2_normalize
+from qa.embed.names import INT8_SUFFIX, canonical_base, model_location, split_model_name
+from qa.embed.onnx_export import exported_model, require_runtime
+from qa.settings import default_model, threads_from_env
 
 log = logging.getLogger(__name__)
-
-#: Bump when the export recipe changes, so old cached files are not reused.
-EXPORT_VERSION = "1"
-#: ONNX Runtime's operator set used for the export.
-OPSET = 17
-
-
-class OnnxUnavailable(Exception):
-    """A package the ONNX backend needs is not installed; the message names it."""
-
-
-def require_runtime() -> None:
-    """Raise ``OnnxUnavailable`` unless onnxruntime (and onnx, for the export) can be imported."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise OnnxUnavailable("onnxruntime is not installed (pip install onnxruntime onnx)") from None
-
-
-def cache_dir() -> Path:
-    """Where exported models are kept: ``$QA_CACHE/onnx`` or ``~/.cache/qa/onnx``."""
-    return cache_root() / "onnx"
-
-
-def _weights_digest(model_dir: Path) -> str:
-    digest = hashlib.sha256(EXPORT_VERSION.encode())
-    for name in ("model.safetensors", "pytorch_model.bin", "config.json", "1_Pooling/config.json"):
-        path = model_dir / name
-        if path.is_file():
-            with path.open("rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-def _pooling_mode(model_dir: Path) -> str:
-    config = model_dir / "1_Pooling" / "config.json"
-    if not config.is_file():
-        return "mean"
-    data = json.loads(config.read_text())
-    if data.get("pooling_mode_cls_token"):
-        return "cls"
-    if data.get("pooling_mode_mean_tokens", True):
-        return "mean"
-    raise OnnxUnavailable(f"the ONNX backend supports mean or CLS pooling, not the pooling in {config}")
 
 
 def max_seq_length(model_dir: Path) -> int:
@@ -86,126 +31,6 @@ def max_seq_length(model_dir: Path) -> int:
         if value:
             return int(value)
     return 256
-
-
-@contextlib.contextmanager
-def _export_lock(folder: Path):
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / ".lock").open("a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        yield
-
-
-def _export_fp32(model_dir: Path, target: Path) -> None:
-    """Trace the encoder plus pooling into ``target`` (eager attention, so ORT can fuse it)."""
-    import torch
-    from transformers import AutoConfig, AutoModel
-
-    mode = _pooling_mode(model_dir)
-    config = AutoConfig.from_pretrained(str(model_dir))
-    encoder = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
-
-    class Pooled(torch.nn.Module):
-        def __init__(self, inner: torch.nn.Module) -> None:
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            hidden = self.inner(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            if mode == "cls":
-                return hidden[:, 0]
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-
-    sample = torch.ones(2, 16, dtype=torch.long)
-    dynamic = {name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask", "token_type_ids")}
-    dynamic["embedding"] = {0: "batch"}
-    import warnings
-
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            Pooled(encoder),
-            (sample, sample, torch.zeros_like(sample)),
-            str(target),
-            input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["embedding"],
-            dynamic_axes=dynamic,
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    _optimize(target, heads=int(config.num_attention_heads), hidden=int(config.hidden_size))
-
-
-def _optimize(path: Path, heads: int, hidden: int) -> None:
-    """Fuse attention, GELU and layer norms in place (ONNX Runtime's BERT optimizer)."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    optimized = optimize_model(str(path), model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
-    fused = {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
-    optimized.save_model_to_file(str(path))
-    log.info("optimized ONNX graph: %s", fused)
-
-
-class _FromOnnxRuntime(logging.Filter):
-    """Drops the root-logger chatter of ONNX Runtime's quantizer (it logs through ``logging.info``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "onnxruntime" not in record.pathname
-
-
-def _quantize(source: Path, target: Path) -> None:
-    """Dynamic int8 quantization of the matrix products, per output channel."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    chatter = _FromOnnxRuntime()
-    logging.getLogger().addFilter(chatter)
-    try:
-        quantize_dynamic(
-            str(source),
-            str(target),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            op_types_to_quantize=["MatMul", "Attention"],
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
-    finally:
-        logging.getLogger().removeFilter(chatter)
-
-
-def exported_model(model_dir: Path, int8: bool) -> Path:
-    """The cached ONNX file for the model in ``model_dir``; exported (once) if missing."""
-    require_runtime()
-    folder = cache_dir() / _weights_digest(model_dir)
-    fp32 = folder / "model.onnx"
-    wanted = folder / ("model-int8.onnx" if int8 else "model.onnx")
-    if wanted.is_file():
-        return wanted
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        raise OnnxUnavailable("onnx is not installed, needed once to export the model (pip install onnx)") from None
-    with _export_lock(folder):
-        if wanted.is_file():
-            return wanted
-        tmp = folder / f".{uuid.uuid4().hex[:8]}.tmp.onnx"
-        try:
-            if not fp32.is_file():
-                log.info("exporting %s to ONNX in %s (once)", model_dir, folder)
-                _export_fp32(model_dir, tmp)
-                os.replace(tmp, fp32)
-            if int8:
-                log.info("quantizing the ONNX model to int8 (once)")
-                _quantize(fp32, tmp)
-                os.replace(tmp, wanted)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        (folder / "source.json").write_text(json.dumps({"model": str(model_dir), "export_version": EXPORT_VERSION}))
-    return wanted
 
 
 def default_threads() -> int:
@@ -248,3 +73,71 @@ class OnnxEncoder:
         }
         vectors = self.session.run(None, {name: feed[name].astype(kind) for name, kind in self._inputs.items()})[0]
         return l2_normalize(vectors)
+
+
+class OnnxEmbedder:
+    """The same sentence-transformers model run by ONNX Runtime: ``int8`` for quantized weights.
+
+    The ONNX file is exported from the local model on first use and cached
+    (``onnx_export.cache_dir()``); encoding then needs no torch.
+    """
+
+    def __init__(self, model: str | None = None, *, int8: bool = True, batch_size: int = DEFAULT_BATCH,
+                 threads: int | None = None) -> None:
+        self._base = canonical_base(split_model_name(model or default_model())[0])
+        self.int8 = int8
+        self.batch_size = batch_size
+        self.threads = threads
+        self._encoder: OnnxEncoder | None = None
+        self._counter = None
+
+    @property
+    def name(self) -> str:
+        return self._base + (INT8_SUFFIX if self.int8 else "")
+
+    @property
+    def backend(self) -> str:
+        return "onnx-int8" if self.int8 else "onnx"
+
+    @property
+    def encoder(self) -> OnnxEncoder:
+        """The ``OnnxEncoder`` (exported if needed, loaded once)."""
+        if self._encoder is None:
+            folder = model_location(self._base)
+            path = exported_model(folder, int8=self.int8)
+            log.info("loading ONNX model %s", path)
+            self._encoder = OnnxEncoder(path, folder / "tokenizer.json", max_seq_length(folder), self.threads)
+        return self._encoder
+
+    def prepare(self) -> None:
+        """Export (if needed) and load now; raises ``OnnxUnavailable``/``EmbedderError`` instead of later."""
+        require_runtime()
+        if not (model_location(self._base) / "tokenizer.json").is_file():
+            raise EmbedderError(f"{self._base!r} has no tokenizer.json, which the ONNX backend needs")
+        _ = self.encoder
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def max_tokens(self) -> int:
+        return max_seq_length(model_location(self._base))
+
+    def count_tokens(self, text: str) -> int:
+        """Word pieces in ``text``, without the model's special tokens."""
+        if self._counter is None:
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_file(str(model_location(self._base) / "tokenizer.json"))
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    def encode_batch(self, batch: Sequence[str]) -> np.ndarray:
+        """One forward pass over exactly ``batch`` (padded to its longest text); rows normalised."""
+        return self.encoder.encode_batch(batch)
+
+    def encode(self, texts: Sequence[str], *, progress: Progress | None = None) -> np.ndarray:
+        """Embed ``texts`` in length-sorted batches; rows are L2-normalised float32."""
+        return encode_sorted(texts, self.dim, self.batch_size, self.encoder.encode_batch, progress)

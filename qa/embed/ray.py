@@ -3,7 +3,7 @@
 ``RayEmbedder`` is an ``Embedder`` like any other, so ``build_index`` needs no
 Ray code: it hands over the texts to embed and gets the vectors back in order.
 Inside, the texts are cut into exactly the batches a local build makes
-(``embed.plan_batches``: longest first, at most 64 texts and about 600 tokens,
+(``qa.embed.base.plan_batches``: longest first, at most 64 texts and about 600 tokens,
 padding at most doubles), each batch is one row of a Ray Dataset, and ``map_batches`` runs them on a
 fixed pool of actors. Each actor builds the same embedder as the driver's
 (same model name, same backend) once, in its constructor, and encodes each
@@ -28,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from qa.embed.base import Embedder, EmbedderError, Progress, get_embedder, l2_normalize, plan_batches
+from qa.embed.base import Embedder, EmbedderError, Progress, l2_normalize, plan_batches
+from qa.embed.factory import get_embedder
 from qa.errors import QAError
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qa.embed.base import Embedder, get_embedder
+from qa.embed.base import Embedder
+from qa.embed.factory import get_embedder
 from qa.errors import QAError
 from qa.index.additions import NewChunks, chunk_new, write_new
 from qa.index.lexical import tokenizer_tag
@@ -36,7 +37,8 @@ from qa.index.reader import IndexLoadError, IndexMissing, manifest_stamp, read_m
 from qa.index.scan import Scan, scan
 from qa.index.segment import read_deletions
 from qa.index.writer import IndexWriter, remove_unreferenced, writer_lock
-from qa.ingest.load import LoadError, discover_files
+from qa.ingest.discover import discover_files
+from qa.ingest.formats import LoadError
 from qa.records import Article, BuildReport
 from qa.settings import ChunkSettings
 

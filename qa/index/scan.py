@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.index.manifest import Manifest, SourceEntry
-from qa.ingest.load import LoadError, read_file
+from qa.ingest.formats import LoadError
+from qa.ingest.load import load_file
 from qa.records import Article, sha256_file
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Sca
         except OSError:
             st = None
         if st is not None and not stat.S_ISREG(st.st_mode):
-            st = None  # a pipe or device: never opened here (it could block); read_file says why it is skipped
+            st = None  # a pipe or device: never opened here (it could block); load_file says why it is skipped
         key = _source_key(path)
         entry = old_sources.get(key)
         found: list[Wanted] | None = None
@@ -81,11 +82,12 @@ def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Sca
             # Hashed before reading: if the file changes meanwhile, the next build reads it again.
             digest = _sha(path) if st is not None else ""
             try:
-                articles, line_skips = read_file(path)
+                loaded = load_file(path)
             except LoadError as exc:
                 log.warning("skipped %s", exc)
                 skipped.append(str(exc))
                 continue
+            articles, line_skips = loaded.articles, list(loaded.skipped)
             read += 1
             found = [Wanted(a.id, a.sha256, a.source, a) for a in articles]
             if st is not None and digest:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from qa.answer.candidates import ScoredCandidate
+from qa.answer.features import type_match
 from qa.answer.quotes import ABSTAIN_TEXT, AnswerSettings, select_quotes
-from qa.answer.rank import Candidate, type_match
 from qa.answer.followup import contextualize, needs_context, searched_history
 from qa.records import Article, Chunk, Hit
 
@@ -18,7 +19,7 @@ QUESTIONS = [
 ]
 
 
-#: The hash fake has no trained ranker: the fallback scorer answers, with a threshold for the fake's lower cosines.
+#: The hash fake has no trained ranker: the hand-weighted scorer answers, with a threshold for the fake's lower cosines.
 HASH_SETTINGS = AnswerSettings(abstain_below=0.4)
 
 
@@ -56,10 +57,10 @@ def _article(text: str, source: str = "a.txt") -> Article:
     return Article.make(text=text, source=source, title="T")
 
 
-def _cand(article: Article, sentence: str, score: float, rank: int = 0) -> Candidate:
+def _cand(article: Article, sentence: str, score: float, rank: int = 0) -> ScoredCandidate:
     start = article.text.index(sentence)
     chunk = Chunk(id=f"c{rank}", article_id=article.id, start=0, end=len(article.text), text=article.text)
-    return Candidate(article, start, start + len(sentence), Hit(chunk, 1.0, rank), score=score, key=sentence.lower())
+    return ScoredCandidate(article, start, start + len(sentence), Hit(chunk, 1.0, rank), score=score)
 
 
 def test_adjacent_strong_sentences_merge_into_one_quote():

@@ -1,4 +1,4 @@
-"""The quote ranker: the shipped model file, its numpy trees, refusals of bad or foreign files, the fallback, features."""
+"""Scoring quotes: the shipped ranker, its numpy trees, refusals of bad or foreign files, the hand scorer, features."""
 
 from __future__ import annotations
 
@@ -7,20 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from qa.answer.rank import (
-    DEFAULT_RANKER,
-    FEATURES,
-    RANKER_FORMAT,
-    Candidate,
-    FallbackScorer,
-    Ranker,
-    RankerError,
-    features,
-    scorer_for,
-    trees_from_lightgbm,
-)
+from qa.answer.candidates import Candidate
+from qa.answer.features import FEATURES, echoes, features
+from qa.answer.scorers import DEFAULT_RANKER, RANKER_FORMAT, HandScorer, Ranker, RankerError, scorer_for
 from qa.records import Article, Chunk, Hit
 from qa.settings import DEFAULT_MODEL
+from training.ranker.trees import trees_from_lightgbm
 
 
 def _tiny(model: str = "m") -> dict:
@@ -126,13 +118,13 @@ def test_the_hand_weighted_scorer_is_the_default_and_the_learned_ranker_opt_in(h
     from qa.answer.quotes import AnswerSettings
     from qa.answer.bot import Bot
 
-    assert isinstance(scorer_for("hash-128"), FallbackScorer)
-    assert isinstance(scorer_for(DEFAULT_MODEL), FallbackScorer)
+    assert isinstance(scorer_for("hash-128"), HandScorer)
+    assert isinstance(scorer_for(DEFAULT_MODEL), HandScorer)
     bot = Bot.load(hash_index, embedder=hash_embedder)
-    assert bot.scorer.name == "fallback"
-    assert bot.scorer.calibration(hash_embedder.name).abstain_below == FallbackScorer.abstain_below
+    assert bot.scorer.name == "hand"
+    assert bot.scorer.calibration(hash_embedder.name).abstain_below == HandScorer.abstain_below
     assert bot.scorer.calibration(hash_embedder.name).show_within is None  # no gap chosen on the fake's scale
-    assert FallbackScorer().calibration(DEFAULT_MODEL).show_within == 0.2
+    assert HandScorer().calibration(DEFAULT_MODEL).show_within == 0.2
     with pytest.raises(RankerError) as err:  # the shipped ranker was not trained for the hash fake: refused
         Bot.load(hash_index, embedder=hash_embedder, answer_settings=AnswerSettings(learned_ranker=True))
     assert hash_embedder.name in str(err.value)
@@ -161,14 +153,15 @@ def test_features_describe_each_candidate():
     assert X.shape == (3, len(FEATURES)) and X.dtype == np.float32
     assert X[1, col["typed"]] == 1.0 and X[0, col["typed"]] == 0.0  # "how many" asks for a number
     assert X[1, col["numbers"]] >= 1 and X[1, col["new_names"]] == 1  # "Japan"; "Officials" starts the sentence
-    assert X[2, col["coverage"]] == 1.0 and X[2, col["echo"]] == 1.0 and cands[2].echo  # it restates the question
+    assert X[2, col["coverage"]] == 1.0 and X[2, col["echo"]] == 1.0  # it restates the question
+    assert list(echoes(X)) == [False, False, True]  # returned as a column: the (frozen) candidates stay as they were
     assert X[1, col["prev_dense"]] == pytest.approx(0.2) and X[0, col["prev_dense"]] == 0.0
     assert list(X[:, col["dense_rank"]]) == [2, 1, 0] and X[2, col["dense_gap"]] == 0.0
     assert X[0, col["title_coverage"]] > 0 and X[1, col["position"]] > X[0, col["position"]]
     assert X[0, col["qtype"]] == 3
     assert X[1, col["window_coverage"]] > X[1, col["coverage"]]  # the sentence before it names the summit
     assert X[2, col["window_typed"]] == 1.0 and X[0, col["window_typed"]] == 0.0  # the number is next to it
-    assert FallbackScorer().score(X).shape == (3,)
+    assert HandScorer().score(X).shape == (3,)
 
 
 def test_training_takes_every_stride_th_week_and_refuses_a_stride_below_one(tmp_path):

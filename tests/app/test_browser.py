@@ -1,6 +1,6 @@
 """The web chat in a real headless Chromium (Debian's /usr/bin/chromium) against the real app.
 
-One server per module (``qa.web.serve``, what ``python app.py`` runs) on a
+One server per module (``qa.app.web.serve``, what ``python app.py`` runs) on a
 free port, with a copy of the bundled articles, a fresh index and the real model.
 ``QA_SCREENSHOT=1`` saves docs/screenshot.png of a real answer with its source open.
 """

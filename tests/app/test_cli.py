@@ -1,6 +1,6 @@
 """The ``qa`` command as a user runs it: JSON contracts, exit codes, one-line errors, citations.
 
-Most tests call ``qa.cli.main(argv)`` in-process with the hash embedder (fast);
+Most tests call ``qa.app.cli.main(argv)`` in-process with the hash embedder (fast);
 the ``slow`` ones run the real console entry point in subprocesses: a smoke test,
 ``--help`` without torch, and a reader that leaves early (``| head -1``).
 """

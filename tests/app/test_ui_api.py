@@ -1,7 +1,7 @@
 """The web chat's parts: safe uploads, escaping, background rebuilds, and the ``ask`` API over gradio_client.
 
 The fast tests use the hash embedder; the ``real`` ones start one real server
-(``qa.web.serve``, what ``python app.py`` runs) on a free port, with a copy of
+(``qa.app.web.serve``, what ``python app.py`` runs) on a free port, with a copy of
 the bundled articles and a fresh index.
 """
 
@@ -131,7 +131,7 @@ def test_removed_articles_leave_the_index_and_come_back(library):
 
 
 def test_rebuild_switches_the_bot_and_a_failed_one_keeps_serving(library):
-    from qa.app.ui import status_html
+    from qa.app.status import status_html
 
     old_build = library.bot.index.build_id
     library.folder.save_text("Lighthouse", "The Varnholt lighthouse was painted teal in 1987 by Mira Oslund.")
@@ -190,7 +190,7 @@ def test_rebuilder_merges_requests_made_while_it_runs_and_reports_failures():
 
 def test_no_index_says_how_to_build_it(tmp_path, hash_embedder):
     from qa.app.library import Library, NoIndex
-    from qa.app.ui import no_index_text
+    from qa.app.status import no_index_text
 
     lib = Library(tmp_path / "nothing", tmp_path / "index", embedder=hash_embedder)
     lib.start()
@@ -219,7 +219,7 @@ HOSTILE = (
 
 
 def test_markdown_escaping_leaves_no_markup():
-    from qa.app.ui import md_text
+    from qa.app.chat import md_text
 
     out = md_text(HOSTILE)
     assert "<" not in out and ">" not in out
@@ -228,7 +228,7 @@ def test_markdown_escaping_leaves_no_markup():
 
 
 def test_article_view_escapes_and_marks_the_span(library):
-    from qa.app.ui import article_html, source_ref
+    from qa.app.viewer import article_html, source_ref
 
     article = next(iter(library.bot.index.articles.values()))
     start = article.text.index("North Korea")
@@ -240,7 +240,7 @@ def test_article_view_escapes_and_marks_the_span(library):
 
 
 def test_answer_messages_number_citations_by_article(library):
-    from qa.app.ui import answer_messages
+    from qa.app.chat import answer_messages
 
     answer = library.ask(TROOPS)
     messages = answer_messages(answer)
@@ -254,7 +254,7 @@ def test_answer_messages_number_citations_by_article(library):
 def test_the_cli_and_the_chat_number_citations_alike(library):
     from qa.answer.quotes import citation_numbers
     from qa.app.cli import format_answer_text
-    from qa.app.ui import answer_messages
+    from qa.app.chat import answer_messages
 
     answer = library.ask(TROOPS, k=5)
     numbers = citation_numbers(answer.quotes)
@@ -267,7 +267,7 @@ def test_the_cli_and_the_chat_number_citations_alike(library):
 
 
 def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
-    from qa.app.ui import Handlers
+    from qa.app.handlers import Handlers
 
     on = Handlers(library)
     copy = tmp_path / "000_477d58a20c8c4005.txt"
@@ -280,7 +280,7 @@ def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
 
 
 def test_after_a_change_the_status_line_follows_the_rebuild_to_its_end(library):
-    from qa.app.ui import Handlers
+    from qa.app.handlers import Handlers
 
     on = Handlers(library)
     _, _, notice, status, _ = on.add_text("Quay", "The Elsmere quay was rebuilt in granite in 1904.")
@@ -294,7 +294,7 @@ def test_after_a_change_the_status_line_follows_the_rebuild_to_its_end(library):
 
 
 def test_article_table_escapes_filters_and_caps(library):
-    from qa.app.ui import article_table
+    from qa.app.articles import article_table
 
     library.folder.save_text("<img src=x onerror=alert(1)> Tides", "The tide tables for Elsmere were printed in 1890.")
     library.rebuild()
@@ -310,7 +310,7 @@ def test_article_table_escapes_filters_and_caps(library):
 
 
 def test_remove_offers_an_undo_that_puts_the_file_back(library):
-    from qa.app.ui import Handlers
+    from qa.app.handlers import Handlers
 
     on = Handlers(library)
     rel = "004_b620c456e68df0a2.txt"

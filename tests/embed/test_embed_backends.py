@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from qa.embed import base as embed
-from qa.embed.base import (
-    INT8_SUFFIX,
-    EmbedderError,
-    HashEmbedder,
-    SentenceTransformerEmbedder,
-    canonical_model_name,
-    default_backend,
-    get_embedder,
-    split_model_name,
-)
+from qa.embed import factory as embed
+from qa.embed.base import EmbedderError
+from qa.embed.factory import default_backend, get_embedder
+from qa.embed.hashing import HashEmbedder
+from qa.embed.names import INT8_SUFFIX, canonical_model_name, split_model_name
+from qa.embed.torch import SentenceTransformerEmbedder
 from qa.settings import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +42,8 @@ def test_unknown_backend_is_refused_with_the_choices():
 
 def test_bad_qa_backend_warns_once_and_uses_the_default(monkeypatch, caplog):
     monkeypatch.setenv("QA_BACKEND", "gpu-please")
-    embed._warned.clear()
-    with caplog.at_level(logging.WARNING, logger="qa.embed.base"):
+    embed.warned.clear()
+    with caplog.at_level(logging.WARNING, logger="qa.embed.factory"):
         assert default_backend() == embed.DEFAULT_BACKEND
         assert default_backend() == embed.DEFAULT_BACKEND
     assert len([r for r in caplog.records if "QA_BACKEND" in r.getMessage()]) == 1
@@ -56,8 +52,8 @@ def test_bad_qa_backend_warns_once_and_uses_the_default(monkeypatch, caplog):
 def test_missing_onnxruntime_falls_back_to_torch_with_one_warning(monkeypatch, caplog):
     """No silent change of results: the fallback warns once and records the fp32 name."""
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an uninstalled package looks like to import
-    embed._warned.clear()
-    with caplog.at_level(logging.WARNING, logger="qa.embed.base"):
+    embed.warned.clear()
+    with caplog.at_level(logging.WARNING, logger="qa.embed.factory"):
         first = get_embedder(backend="onnx-int8")
         second = get_embedder(backend="onnx-int8")
     assert isinstance(first, SentenceTransformerEmbedder) and isinstance(second, SentenceTransformerEmbedder)
@@ -70,11 +66,29 @@ def test_fp32_onnx_fallback_is_quiet_when_not_asked_for(monkeypatch, caplog):
     """ONNX fp32 and torch give the same vectors, so falling back for a named fp32 model changes nothing."""
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     monkeypatch.delenv("QA_BACKEND", raising=False)
-    embed._warned.clear()
-    with caplog.at_level(logging.WARNING, logger="qa.embed.base"):
+    embed.warned.clear()
+    with caplog.at_level(logging.WARNING, logger="qa.embed.factory"):
         embedder = get_embedder(DEFAULT_MODEL)
     assert isinstance(embedder, SentenceTransformerEmbedder)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_missing_onnxruntime_is_a_one_line_user_error(monkeypatch):
+    """The CLI and the web chat show a ``QAError`` as its one line, never a traceback."""
+    from qa.embed.onnx_export import OnnxUnavailable, require_runtime
+    from qa.errors import QAError
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(OnnxUnavailable, match="pip install onnxruntime") as caught:
+        require_runtime()
+    assert isinstance(caught.value, QAError)
+
+
+def test_the_protocol_module_loads_no_backend():
+    """``qa.embed.base`` is what the index and answer stages import: it must not pull in a backend (no circle)."""
+    code = "import sys, qa.embed.base; print(sorted(m for m in sys.modules if m.startswith('qa')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(["qa", "qa.embed", "qa.embed.base", "qa.errors"])
 
 
 def test_a_named_fp32_model_never_becomes_int8(monkeypatch):
@@ -101,7 +115,7 @@ def onnx_cache(tmp_path_factory):
 def texts() -> list[str]:
     """Chunk-sized passages of the bundled articles plus short questions."""
     from qa.ingest.chunk import chunk_article
-    from qa.ingest.load import load_paths
+    from conftest import load_paths
     from qa.settings import ChunkSettings
 
     counter = SentenceTransformerEmbedder()
@@ -115,7 +129,7 @@ def texts() -> list[str]:
 
 @pytest.mark.real
 def test_onnx_backends_agree_with_torch_and_keep_retrieval(onnx_cache, texts, real_embedder):
-    from qa.embed.base import OnnxEmbedder
+    from qa.embed.onnx import OnnxEmbedder
 
     fp32 = get_embedder(backend="onnx")
     int8 = get_embedder(backend="onnx-int8")
@@ -123,7 +137,7 @@ def test_onnx_backends_agree_with_torch_and_keep_retrieval(onnx_cache, texts, re
     assert isinstance(int8, OnnxEmbedder) and int8.int8 and int8.name == DEFAULT_MODEL + INT8_SUFFIX
     exported = sorted(p.name for p in onnx_cache.rglob("*.onnx"))
     assert exported == ["model-int8.onnx", "model.onnx"]
-    from qa.embed.base import bundled_model_path
+    from qa.embed.names import bundled_model_path
 
     for folder in (ROOT / "qa", ROOT / "tests", ROOT / "benchmarks", bundled_model_path()):
         assert not list(folder.rglob("*.onnx")), f"exports must never land in {folder}"
@@ -152,7 +166,7 @@ def test_onnx_backends_agree_with_torch_and_keep_retrieval(onnx_cache, texts, re
 def test_an_int8_index_is_opened_with_int8_vectors(onnx_cache, tmp_path):
     from qa.answer.bot import Bot
     from qa.index.build import build_index
-    from qa.embed.base import OnnxEmbedder
+    from qa.embed.onnx import OnnxEmbedder
     from qa.index.reader import read_manifest
 
     build_index([ROOT / "articles"], tmp_path / "index", embedder=get_embedder(backend="onnx-int8"))
@@ -164,24 +178,24 @@ def test_an_int8_index_is_opened_with_int8_vectors(onnx_cache, tmp_path):
 
 
 def test_batches_keep_padding_bounded_and_cover_every_text():
-    from qa.embed.base import _batches
+    from qa.embed.base import cut_batches
 
     lengths = [500, 480, 300, 260, 120, 119, 60, 20, 19, 5]
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    batches = _batches(order, lengths, size=3)
+    batches = cut_batches(order, lengths, size=3)
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for batch in batches:
         assert len(batch) <= 3
         assert all(2 * lengths[i] >= lengths[batch[0]] for i in batch)
-    assert _batches([], [], 64) == []
+    assert cut_batches([], [], 64) == []
 
 
 def test_batches_stay_within_the_character_budget_and_a_long_text_still_gets_one():
-    from qa.embed.base import _batches
+    from qa.embed.base import cut_batches
 
     lengths = [3000, 900, 800, 700, 600, 500, 450, 100, 90, 80, 70, 60, 50, 40]
     order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    batches = _batches(order, lengths, size=64, max_chars=2000)
+    batches = cut_batches(order, lengths, size=64, max_chars=2000)
     assert batches[0] == [0]  # longer than the budget alone: a batch of its own, never dropped
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for batch in batches[1:]:

@@ -15,7 +15,8 @@ import pytest
 
 from qa.index.build import build_index
 from qa.app.cli import main
-from qa.embed.base import HashEmbedder, get_embedder
+from qa.embed.factory import get_embedder
+from qa.embed.hashing import HashEmbedder
 from qa.index.reader import load_index
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import pytest
 from qa.answer.quotes import AnswerSettings
 from qa.answer.bot import Bot
 from qa.index.build import BuildError, build_index
-from qa.embed.base import HashEmbedder
+from qa.embed.hashing import HashEmbedder
 from qa.index.format import INDEX_FORMAT
 from qa.index.reader import IndexInvalid, IndexMissing, load_index, read_manifest
 

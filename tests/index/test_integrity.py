@@ -23,7 +23,7 @@ import pytest
 
 from qa.answer.bot import Bot
 from qa.index.build import build_index
-from qa.embed.base import HashEmbedder
+from qa.embed.hashing import HashEmbedder
 from qa.index.reader import IndexInvalid, IndexLoadError, IndexMissing, load_index, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]

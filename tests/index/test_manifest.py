@@ -16,7 +16,7 @@ import numpy as np
 
 from qa.answer.bot import Bot
 from qa.answer.quotes import AnswerSettings
-from qa.embed.base import HashEmbedder
+from qa.embed.hashing import HashEmbedder
 from qa.index.dense import build_dense
 from qa.index.format import INDEX_FORMAT, MANIFEST
 from qa.index.lexical import Postings

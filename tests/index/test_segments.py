@@ -26,7 +26,7 @@ import pytest
 from qa.answer.quotes import AnswerSettings
 from qa.answer.bot import Bot
 from qa.index.build import build_index
-from qa.embed.base import HashEmbedder
+from qa.embed.hashing import HashEmbedder
 from qa.settings import MERGE_FACTOR
 from qa.index.reader import IndexInvalid, load_index, read_manifest
 

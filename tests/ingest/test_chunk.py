@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from qa.ingest.chunk import chunk_article, embedding_text, split_text
-from qa.embed.base import SentenceTransformerEmbedder
+from qa.embed.torch import SentenceTransformerEmbedder
 from qa.records import Article
 from qa.text import sentence_spans
 from qa.settings import ChunkSettings

@@ -1,4 +1,4 @@
-"""Tests for qa.clean and qa.load: files made under tmp_path, plus the two bundled articles."""
+"""Tests for qa.ingest (clean, the walker, load and the readers): files made under tmp_path, plus the two bundled articles."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_paths
 from qa.ingest.clean import BOILERPLATE_PATTERNS, clean_text, is_boilerplate
-from qa.ingest.load import SUPPORTED_SUFFIXES, LoadError, decode_text, load_file, load_paths
+from qa.ingest.formats import SUPPORTED_SUFFIXES, LoadError
+from qa.ingest.load import load_file
+from qa.ingest.readers.text import decode_text
 
 ARTICLES = Path(__file__).resolve().parents[2] / "articles"
 BODY = (
@@ -381,7 +384,7 @@ def test_jsonl_fields_and_sources(tmp_path: Path) -> None:
         {"text": BODY2 + " Again."},
     ]
     path = write(tmp_path / "feed.jsonl", _jsonl(rows))
-    articles = load_file(path)
+    articles = load_file(path).articles
     assert [a.source for a in articles] == ["https://example.com/a", "7", f"{path}#L3"]
     first, second, _ = articles
     assert (first.title, first.author, first.published, first.text) == ("Given Title", "Jane Doe", "2024-01-02", BODY)

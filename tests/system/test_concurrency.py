@@ -33,7 +33,7 @@ import pytest
 
 from qa.answer.bot import Bot
 from qa.index.build import build_index
-from qa.embed.base import get_embedder
+from qa.embed.factory import get_embedder
 from qa.index.reader import load_index
 from qa.index.writer import IndexBusy
 

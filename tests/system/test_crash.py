@@ -31,7 +31,7 @@ import pytest
 
 from qa.answer.bot import Bot
 from qa.index.build import BuildError, build_index
-from qa.embed.base import get_embedder
+from qa.embed.factory import get_embedder
 from qa.index.format import MANIFEST
 from qa.index.reader import load_index, read_manifest
 

@@ -23,7 +23,7 @@ import pytest
 
 from qa.answer.bot import AskError, Bot, clean_question
 from qa.index.build import build_index
-from qa.ingest.load import MAX_ARTICLE_CHARS, MAX_FILE_BYTES, MAX_JSONL_LINES
+from qa.ingest.formats import MAX_ARTICLE_CHARS, MAX_FILE_BYTES, MAX_JSONL_LINES
 from qa.settings import MAX_QUESTION_CHARS
 from qa.index.reader import load_index
 

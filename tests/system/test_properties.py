@@ -24,7 +24,7 @@ from qa.answer.bot import AskError, Bot
 from qa.index.build import BuildError, build_index
 from qa.ingest.chunk import chunk_article, split_text
 from qa.ingest.clean import clean_field, clean_text, strip_invisible
-from qa.embed.base import HashEmbedder
+from qa.embed.hashing import HashEmbedder
 from qa.records import Article
 from qa.settings import ChunkSettings
 
@@ -199,7 +199,7 @@ def test_quotes_are_always_verbatim(texts: list[str], questions: list[str], chun
 @example("..\\..\\boot.html")
 @example("\u2025/\ufe52\ufe52/x.txt")  # characters that NFKC turns into dots
 def test_an_upload_name_never_leaves_the_articles_folder(name: str):
-    from qa.app.library import safe_name
+    from qa.app.folder import safe_name
 
     safe = safe_name(name)
     assert safe and "/" not in safe and "\\" not in safe and "\x00" not in safe

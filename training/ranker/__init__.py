@@ -1,0 +1,1 @@
+"""Training of the quote ranker, the file qa/models/ranker.json (docs/ranker.md)."""
