@@ -1,12 +1,12 @@
 """Hostile documents and hostile questions: kept as text, refused with a clear line, never a crash or a hang.
 
-Already covered in tests/test_load.py (not repeated here): deeply nested HTML
+Already covered in tests/ingest/test_load.py (not repeated here): deeply nested HTML
 (5,000 levels), a corrupt PDF, a bad .docx, a 1.5-million-character .jsonl line
 against a small limit, a binary .txt, an oversized file against a small limit,
 a symlink (file and folder) pointing outside the articles folder. Upload names
-(``../``, absolute paths, bidi characters) are in tests/test_ui_api.py; the
-property test of ``qa.manage.safe_name`` is in tests/test_properties.py.
-Rendering in a real browser (nothing runs) is tests/test_browser.py.
+(``../``, absolute paths, bidi characters) are in tests/app/test_ui_api.py; the
+property test of ``qa.app.folder.safe_name`` is in tests/system/test_properties.py.
+Rendering in a real browser (nothing runs) is tests/app/test_browser.py.
 """
 
 from __future__ import annotations
@@ -267,5 +267,5 @@ def test_cli_hostile_questions(ferry_bot: Bot):
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(rows) == sum(1 for q in lines if q.strip())
     assert all(("quotes" in r) != ("error" in r) for r in rows)
-    # Empty and 100,000-character questions through `qa ask`: tests/test_cli.py (test_empty_question,
+    # Empty and 100,000-character questions through `qa ask`: tests/app/test_cli.py (test_empty_question,
     # test_huge_question_is_cut_with_a_notice).
