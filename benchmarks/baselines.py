@@ -1,9 +1,9 @@
-"""Two baselines that answer like the bot does, so ``qa.evaluate.evaluate`` scores them identically.
+"""Two baselines that answer like the bot does, so ``qa.answer.evaluate`` scores them identically.
 
 Each baseline has ``ask(question, history=(), *, k=3) -> qa.records.Answer``:
 the top ``k`` retrieved chunks become the quotes, shown as they are (no
 sentence selection, no abstention, no follow-up handling: ``history`` is
-ignored). Use them for quality (``benchmarks/rtqa.py``) and speed figures::
+ignored). Use them for quality (``python -m benchmarks.rtqa``) and speed figures::
 
     from benchmarks.baselines import Bm25Baseline, LangChainBaseline
     bm25 = Bm25Baseline.load("/tmp/rtqa-index/full")           # our chunks, our BM25, nothing else

@@ -1,7 +1,10 @@
-"""Draw the benchmark's figures from its JSON: query latency against index size, build throughput per system.
+"""Draw the benchmarks' figures from their JSON: query latency against index size, build throughput per system.
 
-    python benchmarks/plots.py benchmarks/results/bench.json --out docs
+    python -m benchmarks.plots benchmarks/results/side-by-side-rtqa-300-articles.json \
+        benchmarks/results/search-latency-10k-100k-1m-chunks.json --out docs
 
+Reads result files of ``benchmarks.compare`` (build throughput, from its RealTime QA slice) and
+``benchmarks.search_scale`` (latency against size); one file may hold both (the run of 2026-11-23 did).
 Writes ``bench-latency.png`` and ``bench-throughput.png`` (needs matplotlib, in the ``bench`` extra).
 """
 
@@ -11,6 +14,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+
+#: The run of 2026-11-23, both measurements in one file (docs/benchmarks.md's figures).
+DEFAULT_RESULTS = Path("benchmarks/results/"
+                       "side-by-side-bundled-rtqa-172-articles-whole-rtqa-search-latency-to-1m-chunks.json")
 
 
 def plot_latency(results: dict, out: Path) -> Path | None:
@@ -86,20 +93,34 @@ def _footer(fig, results: dict) -> None:
     fig.text(0.01, 0.005, f"{m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB; {results['started']}", fontsize=6, alpha=0.7)
 
 
+def merged(paths: list[Path]) -> dict:
+    """One result dict from several files: their corpora together, the machine and start of the first."""
+    results: dict = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        corpora = {**results.get("corpora", {}), **data.get("corpora", {})}
+        results = {**data, **results, "corpora": corpora}
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path, nargs="?", default=Path("benchmarks/results/bench.json"))
+    """The command line: draw every figure the given result files have data for."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.plots", description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, nargs="*", default=[DEFAULT_RESULTS],
+                        help=f"result JSON files (default {DEFAULT_RESULTS})")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)
-    if not args.results.is_file():
-        print(f"plots: {args.results} not found: run python benchmarks/bench.py first", file=sys.stderr)
-        return 2
+    for path in args.results:
+        if not path.is_file():
+            print(f"plots: {path} not found: run python -m benchmarks.compare (and benchmarks.search_scale) first",
+                  file=sys.stderr)
+            return 2
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         print("plots: matplotlib is not installed: pip install -e '.[bench]'", file=sys.stderr)
         return 2
-    results = json.loads(args.results.read_text())
+    results = merged(args.results)
     args.out.mkdir(parents=True, exist_ok=True)
     for path in (plot_latency(results, args.out), plot_throughput(results, args.out)):
         if path:

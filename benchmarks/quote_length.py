@@ -1,30 +1,38 @@
 """How long quotes should be: recall and characters shown for several ``fill_to`` / ``lead_fill_to`` / gap settings.
 
-    python benchmarks/quote_length.py --data /work/shared/rtqa-2024-2026
+    python -m benchmarks.quote_length --data /work/shared/rtqa-2024-2026
 
-Runs on the training weeks of ``benchmarks/train_ranker.py`` (build them first with its ``--only-build``), never
+Runs on the training weeks of ``python -m training.ranker.train`` (build them first with its ``--only-build``), never
 on the 2022 benchmark. Each question is retrieved and its candidates scored once; then every setting picks and
 grows its three quotes from the same ranked candidates, so the rows differ only in quote length and in the gap
 rule (``show_within``: the calibrated gap, another, or none, showing three quotes whenever there are). Answerable
 questions are asked of their own week, unanswerable ones of another week (as in training). Prints one row per
 setting, for the hand-weighted scorer (the learned ranker was trained on these weeks): recall@1 and @3 of the
 quotes shown (a refusal counts as a miss), mean characters of the three quotes and of the top one, and the share
-of each kind of question refused.
+of each kind of question refused; the summary goes to
+``benchmarks/results/quote-length-N-training-weeks[-LABEL].json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from benchmarks.harness import (
+    WEEK_STRIDE,
+    BenchError,
+    chosen_weeks,
+    other_week,
+    question_runs,
+    read_questions,
+    result_path,
+    week_index_dir,
+    write_result,
+)
 
 #: The scorer's own gap rule (``Calibration.show_within``).
 CALIBRATED = "calibrated"
@@ -34,7 +42,8 @@ SETTINGS = ((330, None, CALIBRATED), (400, None, CALIBRATED), (450, None, CALIBR
             (350, 600, CALIBRATED), (400, 650, CALIBRATED), (400, 800, CALIBRATED), (400, 650, 0.3), (400, 650, None))
 
 
-def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 3) -> list[dict]:
+def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 3,
+        stride: int = WEEK_STRIDE) -> list[dict]:
     """One row per question run and setting: rank of the first quote holding a gold string, characters."""
     from qa.answer.quotes import AnswerSettings, rank_candidates, select_quotes
     from qa.embed.factory import get_embedder
@@ -43,21 +52,20 @@ def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 
     from qa.records import Answer
     from qa.answer.retrieve import RetrieveSettings, retrieve
     from qa.index.reader import load_index
-    from train_ranker import chosen_weeks, other_week, question_runs, read_questions
 
     questions = read_questions(data)
-    weeks = chosen_weeks(questions, weeks_count)
+    weeks = chosen_weeks(questions, weeks_count, stride)
     rows: list[dict] = []
     embedder = scorer = None
     started = time.perf_counter()
     for n, week in enumerate(weeks, 1):
-        index = load_index(work / backend / f"week-{week}", checksums=False)
+        index = load_index(week_index_dir(work, backend, week), checksums=False)
         if embedder is None:
             embedder = get_embedder(index.manifest.model)
             # the hand-weighted scorer only: the learned ranker was trained on these weeks and would look better here
             scorer = scorer_for(embedder.name)
         calibration = scorer.calibration(embedder.name)
-        other = load_index(work / backend / f"week-{other_week(week, weeks)}", checksums=False)
+        other = load_index(week_index_dir(work, backend, other_week(week, weeks)), checksums=False)
         for _, q, golds, asks in question_runs(questions, week, index, other):
             vector = embedder.encode([q["q"]])[0]
             for idx, answerable in asks:
@@ -101,25 +109,40 @@ def summarize(rows: Sequence[dict]) -> list[dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """The command line: every setting on the chosen training weeks, one printed row each, and the result file."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quote_length", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="folder with RealTime QA 2024-2026")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/rtqa-train"), help="train_ranker.py's cache folder")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rtqa-train"),
+                        help="the ranker training's cache folder (its --work)")
     parser.add_argument("--backend", default=None, choices=("onnx-int8", "onnx", "torch"))
     parser.add_argument("--weeks", type=int, default=None, help="only the first N of the chosen weeks")
-    parser.add_argument("--out", type=Path, default=None, help="write the summary as JSON here")
+    parser.add_argument("--stride", type=int, default=WEEK_STRIDE,
+                        help=f"every N-th week of the data, as the training's --stride (default {WEEK_STRIDE})")
+    parser.add_argument("--label", default="",
+                        help="what sets this run apart (code version, machine): added to the --out name")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result JSON (default benchmarks/results/quote-length-N-training-weeks[-LABEL].json)")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from qa.embed.factory import DEFAULT_BACKEND
 
-    summary = summarize(run(args.data, args.work, args.backend or DEFAULT_BACKEND, args.weeks))
+    try:
+        weeks = chosen_weeks(read_questions(args.data), args.weeks, args.stride)
+    except BenchError as exc:
+        print(f"quote_length: error: {exc}", file=sys.stderr)
+        return 1
+    if len(weeks) < 2:
+        parser.error("the unanswerable questions need at least two chosen weeks")
+    out = result_path("quote-length", f"{len(weeks)}-training-weeks", args.label, out=args.out)
+    summary = summarize(run(args.data, args.work, args.backend or DEFAULT_BACKEND, args.weeks, stride=args.stride))
     for s in summary:
         lead = s["lead_fill_to"] or "-"
         print(f"fill_to {s['fill_to']:3d} lead {lead!s:>4} gap {s['show_within']!s:>10}  "
               f"R@1 {s['recall@1']:.3f}  R@3 {s['recall@3']:.3f}  "
               f"chars {s['chars_top3']:4d} (top {s['chars_top1']:3d})  "
               f"refused {s['answerable_refused']:.3f} / {s['unanswerable_refused']:.3f}")
-    if args.out:
-        args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    write_result(out, summary)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,6 @@
 """What adding or removing one article costs on the whole RealTime QA 2022 corpus (4,712 articles).
 
-    python benchmarks/rebuild.py --data ../shared/rtqa-2022 [--work /tmp/qa-rebuild] [--repeat 5]
+    python -m benchmarks.rebuild --data ../shared/rtqa-2022 [--work /tmp/qa-rebuild] [--repeat 5]
 
 The corpus is split into one file per article (one-line .jsonl files, so ids,
 titles and sources are those of the original file), as a user's folder of
@@ -20,7 +20,7 @@ measured apart:
 Add one article costs about their sum. Also measured: a build with nothing
 to do, ``--optimize`` (merge every segment into one) and, for comparison, the
 same corpus as one .jsonl.gz file, where changing one line means reading
-the whole file again.
+the whole file again. Results go to ``benchmarks/results/rebuild-cost-N-files[-MODEL][-LABEL].json``.
 """
 
 from __future__ import annotations
@@ -31,16 +31,14 @@ import json
 import logging
 import shutil
 import statistics
-import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from qa.index.build import build_index  # noqa: E402
-from qa.embed.factory import get_embedder  # noqa: E402
-from qa.index.reader import read_manifest  # noqa: E402
+from benchmarks.harness import DEFAULT_RTQA, result_path, write_result
+from qa.embed.factory import get_embedder
+from qa.index.build import build_index
+from qa.index.reader import read_manifest
 
 #: The article added and removed: a typical one (near the corpus's median length), fixed for reruns.
 PROBE_LINE = 2345
@@ -75,6 +73,7 @@ class Stages:
 
 
 def timed_build(articles: Path, index: Path, embedder, **kwargs) -> dict:
+    """One ``build_index`` of the folder ``articles`` into ``index``: wall and CPU seconds, and what it did."""
     stages = Stages()
     started, cpu = time.perf_counter(), time.process_time()
     report = build_index([articles], index, embedder=embedder, progress=stages, **kwargs)
@@ -118,18 +117,24 @@ def real_embed_seconds(probe: Path, repeat: int) -> dict:
             "embed_s": round(statistics.median(times), 3), "chunk_s": round(statistics.median(chunk_times), 3)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "rtqa-2022")
+def main(argv: Sequence[str] | None = None) -> None:
+    """The command line: build once, then add and remove the probe article ``--repeat`` times; write the result."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rebuild", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_RTQA)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qa-rebuild"))
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--probe", type=int, default=PROBE_LINE,
+                        help=f"line of the corpus file holding the article added and removed (default {PROBE_LINE})")
     parser.add_argument("--model", default="hash-384", help="embedder for the index (default hash-384)")
     parser.add_argument("--skip-real", action="store_true", help="do not time the real model")
     parser.add_argument("--keep-index", action="store_true",
                         help="start from the index already in --work (brought up to date first) instead of a full build")
     parser.add_argument("--skip-jsonl", action="store_true", help="do not measure the single-file corpus")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rebuild.json")
-    args = parser.parse_args()
+    parser.add_argument("--label", default="",
+                        help="what sets this run apart (code version, machine): added to the --out name")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result JSON (default benchmarks/results/rebuild-cost-N-files[-MODEL][-LABEL].json)")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     source = args.data / "articles.jsonl.gz"
@@ -137,7 +142,9 @@ def main() -> None:
     parked = args.work / "parked"
     index = args.work / "index"
     paths = split_corpus(source, articles)
-    probe = articles / f"{PROBE_LINE:05d}.jsonl"
+    if not 0 <= args.probe < len(paths):
+        parser.error(f"--probe {args.probe}: the corpus has {len(paths)} articles")
+    probe = articles / f"{args.probe:05d}.jsonl"
     held = parked / probe.name
     parked.mkdir(parents=True, exist_ok=True)
     if not probe.exists() and held.exists():
@@ -193,8 +200,10 @@ def main() -> None:
         "real_embed_s": out.get("real_embed", {}).get("embed_s"),
     }
     print(json.dumps(out["summary"]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    path = result_path("rebuild-cost", f"{len(paths)}-files", "" if args.model == "hash-384" else args.model,
+                       args.label, out=args.out)
+    write_result(path, out)
+    print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""RealTime QA 2022: this project against two baselines, by the same harness (``qa.evaluate``).
+"""RealTime QA 2022: this project against two baselines, by the same harness (``qa.answer.evaluate``).
 
-    python benchmarks/rtqa.py --data /work/shared/rtqa-2022 --out benchmarks/results/rtqa.json
+    python -m benchmarks.rtqa --data /work/shared/rtqa-2022
+    # writes benchmarks/results/answer-quality-rtqa2022-4-week-slice-heldout[-LABEL][-SETTINGS].json
 
 What it does, and why it is honest:
 
@@ -10,7 +11,7 @@ What it does, and why it is honest:
   read from ``--data`` and never copied into the project.
 * **Split.** The 28 quiz weeks, sorted, alternate: weeks 0, 2, 4, ... are
   the *tune* part (earlier versions chose settings on it; the ranker is trained on
-  RealTime QA 2024-2026 instead, benchmarks/train_ranker.py), weeks 1, 3, 5, ...
+  RealTime QA 2024-2026 instead, training/ranker/train.py), weeks 1, 3, 5, ...
   the *held-out* part (only reported). Settings are chosen on whole-part
   averages, never on single questions.
 * **Scopes.** ``--scope slice`` (default, all three systems): the first four
@@ -33,7 +34,7 @@ What it does, and why it is honest:
   second half's index and the other way round). A question counts as
   unanswerable there only if none of its gold strings occurs in any article of
   that index, so no answer leaks in.
-* **Systems.** ``ours`` is ``qa.bot.Bot`` exactly as the CLI and web chat use
+* **Systems.** ``ours`` is ``qa.answer.bot.Bot`` exactly as the CLI and web chat use
   it. ``bm25`` and ``langchain`` are ``benchmarks/baselines.py``. The baselines
   never abstain, so the LangChain one is only asked the answerable questions
   (saving the embedding of a second archive); its abstention columns are n/a.
@@ -52,13 +53,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
+from benchmarks.harness import BenchError, has_gold, index_text, read_questions, result_path, write_result
 from qa.answer.evaluate import EvalItem, EvalReport, ItemResult, format_report, run_item, score_results
 from qa.text import collapse_whitespace
-
-log = logging.getLogger("rtqa")
 
 #: Articles published before this date form the first half of the archive, the rest the second.
 CUT = "2022-09-22"
@@ -75,26 +72,6 @@ SLICE_TUNE_EXTRA_WEEKS = ("20220715", "20220729", "20220812", "20220826")
 
 def _date(week: str) -> str:
     return f"{week[:4]}-{week[4:6]}-{week[6:]}"
-
-
-class DataError(Exception):
-    """The benchmark data is missing or malformed; the message names the path."""
-
-
-def read_questions(data: Path) -> list[dict]:
-    path = data / "questions.jsonl"
-    if not path.is_file():
-        raise DataError(f"{path} not found: pass --data with the folder that holds RealTime QA 2022 "
-                        "(questions.jsonl and articles.jsonl.gz)")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    raise DataError(f"{path}: line {lineno} is not valid JSON") from None
-    return rows
 
 
 def split_weeks(questions: Sequence[dict]) -> dict[str, str]:
@@ -150,7 +127,7 @@ def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = Fal
 
     articles_gz = data / "articles.jsonl.gz"
     if not articles_gz.is_file():
-        raise DataError(f"{articles_gz} not found: pass --data with the folder that holds RealTime QA 2022")
+        raise BenchError(f"{articles_gz} not found: pass --data with the folder that holds RealTime QA 2022")
     work.mkdir(parents=True, exist_ok=True)
     if scope == "slice":
         plan = {"heldout": {_date(w) for w in SLICE_WEEKS}, "tune": {_date(w) for w in SLICE_OTHER_WEEKS}}
@@ -176,12 +153,7 @@ def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = Fal
 def _corpus_text(index_dir: Path) -> str:
     from qa.index.reader import load_index
 
-    return _index_text(load_index(index_dir, checksums=False))
-
-
-def _index_text(index) -> str:
-    """All of an index's article texts, whitespace collapsed and case-folded, for gold-string lookups."""
-    return "\n".join(collapse_whitespace(a.text).casefold() for a in index.articles.values())
+    return index_text(load_index(index_dir, checksums=False))
 
 
 def make_items(questions: Sequence[dict], part: str, scope: str, dirs: dict[str, Path]) -> dict[str, list[EvalItem]]:
@@ -250,7 +222,7 @@ def bot_settings(overrides: Sequence[str]) -> dict:
                 answer, retrieve_ = (new, retrieve_) if obj is answer else (answer, new)
                 break
         else:
-            raise DataError(f"--set {item}: no setting {name!r} in AnswerSettings or RetrieveSettings")
+            raise BenchError(f"--set {item}: no setting {name!r} in AnswerSettings or RetrieveSettings")
     return {"answer_settings": answer, "retrieve_settings": retrieve_}
 
 
@@ -263,11 +235,11 @@ def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Pa
         settings = bot_settings(overrides)
         systems["ours"] = {key: Bot.load(folder, embedder=embedder, **settings).ask for key, folder in dirs.items()}
     if "bm25" in names:
-        from baselines import Bm25Baseline
+        from benchmarks.baselines import Bm25Baseline
 
         systems["bm25"] = {key: Bm25Baseline.load(folder).ask for key, folder in dirs.items()}
     if "langchain" in names:
-        from baselines import LangChainBaseline
+        from benchmarks.baselines import LangChainBaseline
 
         from qa.index.reader import load_index
 
@@ -285,11 +257,6 @@ def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Pa
 
 
 # ---------------------------------------------------------------- where the answers are
-
-def _has_gold(text: str, golds: Sequence[str]) -> bool:
-    hay = collapse_whitespace(text).casefold()
-    return any(collapse_whitespace(g).casefold() in hay for g in golds)
-
 
 def ceiling(bot, items: Sequence[EvalItem]) -> dict:
     """How far any quote picker could get: where the gold strings of the answerable ``items`` are at all.
@@ -309,18 +276,18 @@ def ceiling(bot, items: Sequence[EvalItem]) -> dict:
               "in_top12_chunks": 0, "in_top20_chunks": 0, f"best_possible_quote_top{passages}": 0,
               "best_possible_quote_top12": 0}
     answerable = [i for i in items if not i.unanswerable]
-    corpus = _index_text(bot.index)
+    corpus = index_text(bot.index)
     for item in answerable:
         vector = bot.embedder.encode([item.question])[0]
         hits = retrieve(bot.index, item.question, vector, 20, bot.retrieve_settings)
-        gold = [_has_gold(h.chunk.text, item.answers) for h in hits]
+        gold = [has_gold(h.chunk.text, item.answers) for h in hits]
         counts["in_articles"] += any(collapse_whitespace(g).casefold() in corpus for g in item.answers)
-        counts["in_articles_of_top20"] += any(_has_gold(bot.index.article_of(h.chunk).text, item.answers) for h in hits)
+        counts["in_articles_of_top20"] += any(has_gold(bot.index.article_of(h.chunk).text, item.answers) for h in hits)
         for n in (3, 8, 12, 20):
             counts[f"in_top{n}_chunks"] += any(gold[:n])
         for n in sorted({passages, 12}):
             counts[f"best_possible_quote_top{n}"] += any(
-                _has_gold(c.article.text[slice(*grown_span(c.article.text, c.start, c.end, fill_to, across))], item.answers)
+                has_gold(c.article.text[slice(*grown_span(c.article.text, c.start, c.end, fill_to, across))], item.answers)
                 for c in candidates(bot.index.article_of, hits, n, bot.answer_settings.min_sentence_chars)
             )
     return {"answerable": len(answerable), **{k: round(v / len(answerable), 3) for k, v in counts.items()}}
@@ -355,11 +322,16 @@ def _narrow_slice(n: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    """The command line: build or reuse the scope's indexes, ask every system, write the reports."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rtqa", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="folder with questions.jsonl and articles.jsonl.gz")
     parser.add_argument("--work", type=Path, default=Path(os.environ.get("RTQA_WORK", "/tmp/rtqa-index")),
                         help="folder for the indexes and caches (default /tmp/rtqa-index)")
-    parser.add_argument("--out", type=Path, default=None, help="write the reports as JSON here")
+    parser.add_argument("--label", default="",
+                        help="what sets this run apart (code version, machine): added to the --out name")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result JSON (default benchmarks/results/answer-quality-rtqa2022-SCOPE-PART"
+                             "[-LABEL][-SETTINGS].json; -run2, -run3, ... when taken)")
     parser.add_argument("--part", choices=("heldout", "tune", "both"), default="heldout")
     parser.add_argument("--scope", choices=("slice", "full"), default="slice",
                         help="slice: 4 held-out weeks over their 687 articles (default); full: all 4,712 articles")
@@ -380,20 +352,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="rtqa: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = sorted(set(names) - set(SYSTEMS))
     if unknown:
         parser.error(f"unknown system(s) {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
     try:
         if not args.data.is_dir():
-            raise DataError(f"{args.data} is not a folder: pass --data with the folder that holds RealTime QA 2022")
+            raise BenchError(f"{args.data} is not a folder: pass --data with the folder that holds RealTime QA 2022")
         questions = read_questions(args.data)
         bot_settings(args.set)  # a bad --set fails before any work
         from qa.embed.factory import get_embedder
 
         embedder = get_embedder()  # the default backend, as users get it (QA_BACKEND chooses another)
-    except DataError as exc:
+    except BenchError as exc:
         print(f"rtqa: error: {exc}", file=sys.stderr)
         return 1
     scope = args.scope
@@ -427,11 +398,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{scope} scope, {part} part: {answerable} answerable questions, "
               f"{unanswerable} unanswerable (asked of an archive without their week)")
         print(table(rows))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
-        print(f"wrote {args.out}", file=sys.stderr)
+    scope_name = f"{args.slice_weeks}-week-slice" if scope == "slice" else "all-articles"
+    out = result_path("answer-quality-rtqa2022", scope_name, args.part, args.label,
+                      *(setting_slug(item) for item in args.set), out=args.out)
+    write_result(out, results)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def setting_slug(item: str) -> str:
+    """``learned_ranker=1`` -> "learned-ranker", ``abstain_below=0.9`` -> "abstain-below-0.9" (for result names)."""
+    name, _, value = item.partition("=")
+    return name if value.strip().lower() in ("1", "true", "yes", "on") else f"{name}-{value}"
 
 
 if __name__ == "__main__":

@@ -1,27 +1,27 @@
 """Answer latency at 10k and 1M chunks, end to end (issue 11's last target).
 
-    python benchmarks/scale_answer.py                        # everything; indexes are built once into --work
-    python benchmarks/scale_answer.py --threads 1            # one thread per process (fairer on a busy machine)
-    python benchmarks/scale_answer.py --layouts tiered       # only the tiered 1M layout
-    python benchmarks/scale_answer.py --render benchmarks/results/scale-answer.json
+    python -m benchmarks.scale_answer                   # everything; indexes are built once into --work
+    python -m benchmarks.scale_answer --threads 1       # one thread per process (fairer on a busy machine)
+    python -m benchmarks.scale_answer --layouts tiered  # only the tiered 1M layout
+    python -m benchmarks.scale_answer --render benchmarks/results/answer-latency-10k-and-1m-chunks-threads1.json
 
 The target: warm answer p50 at 10k chunks within 2x the recipe's similarity
 search plus the ranker's cost; p50 at 1M chunks at most 1.5x the 10k figure.
-bench.py's ``worker_scale`` measures only the search side at 1M (bare FAISS and
+``benchmarks.search_scale`` measures only the search side at 1M (bare FAISS and
 BM25); this measures ``Bot.ask``, the code the CLI and the web chat run.
 
-* **10k, real.** Whole RealTime QA 2022 quiz weeks (bench.py's fixed week
+* **10k, real.** Whole RealTime QA 2022 quiz weeks (the harness's fixed week
   order) until their text makes about ``--chunks`` chunks, built with
   ``qa.index.build.build_index`` and the default embedder (int8 ONNX). The articles
   are read from ``--rtqa`` at run time; the slice file and every index live in
   ``--work`` (outside the repository) and are reused by a rerun. Questions:
   those of the chosen weeks whose gold answer occurs in the slice
-  (``bench.slice_questions``), the same ones at every size.
+  (``harness.slice_questions``), the same ones at every size.
 * **1M, synthetic.** The 10k index replicated to about ``--big`` chunks
   (109 copies of 9,208 chunks) in the project's own on-disk format: copy 0 is
   the real index exactly, the others have new article and chunk ids, the
   same texts, and the real vectors plus Gaussian noise (sigma 0.02 per
-  dimension, renormalised, as ``worker_scale``). FAISS (flat up to 25,000 rows, calibrated IVF above) and
+  dimension, renormalised, as ``search_scale``). FAISS (flat up to 25,000 rows, calibrated IVF above) and
   the BM25 postings are made by the project's code (``build_dense``,
   ``Postings.merge``) and written by ``IndexWriter``. Two layouts:
   ``tiered`` is what the merge policy (``qa.index.merge.plan_merges``) leaves after
@@ -34,9 +34,10 @@ BM25); this measures ``Bot.ask``, the code the CLI and the web chat run.
   search, ``retrieve``, and ``compose`` = the ranker: candidate sentences,
   their embedding, features, scores, quote selection); cold start (process
   start to first answer); the LangChain recipe's ``similarity_search(k=3)``
-  p50 on the same articles (bench.py's recipe and workers).
+  p50 on the same articles (``benchmarks.systems``' recipe and workers).
 
-Writes ``benchmarks/results/scale-answer.json`` (figures only) and prints a table.
+Writes ``benchmarks/results/answer-latency-10k-and-1m-chunks[-threads1...].json`` (figures only) and
+prints a table.
 """
 
 from __future__ import annotations
@@ -52,13 +53,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402
+from benchmarks import harness
+from benchmarks.harness import BenchError, count_label, disk_bytes, log, memory, percentiles, run_worker
+from benchmarks.systems import cold_start, worker_build, worker_query
 
-SCRIPT = Path(__file__).resolve()
-DEFAULT_WORK = bench.DEFAULT_WORK / "scale"
-DEFAULT_OUT = bench.RESULTS / "scale-answer.json"
-#: RealTime QA text per chunk under the default chunking (bench-builds-quiet: 1.09M characters, 2,182 chunks).
+DEFAULT_WORK = harness.DEFAULT_WORK / "scale"
+#: RealTime QA text per chunk under the default chunking (1.09M characters, 2,182 chunks in
+#: results/build-throughput-rtqa-100-articles-batches-of-64.json).
 CHARS_PER_CHUNK = 500
 LAYOUTS = ("tiered", "optimized")
 
@@ -67,8 +68,9 @@ LAYOUTS = ("tiered", "optimized")
 
 
 def chunk_slice(rows: Sequence[dict], target_chunks: int) -> tuple[list[dict], set[str]]:
-    """Whole quiz weeks, in bench.shuffled_weeks's fixed order, until their text makes about ``target_chunks``."""
-    by_week, order = bench.shuffled_weeks(rows)
+    """Whole quiz weeks, in ``harness.shuffled_weeks``'s fixed order, until their text makes about
+    ``target_chunks``."""
+    by_week, order = harness.shuffled_weeks(rows)
     chosen: list[dict] = []
     weeks: set[str] = set()
     estimate = 0.0
@@ -126,20 +128,6 @@ def tiered_layout(copies: int, chunks: int) -> list[int]:
 # --------------------------------------------------------------------------- workers (each in its own process)
 
 
-def _memory() -> dict:
-    """This process's resident memory (MB): all of it, anonymous (heap) and file-backed (mapped index files)."""
-    out = {}
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-                out[key] = round(int(value.split()[0]) / 1024, 1)
-    except OSError:
-        pass
-    return {"rss_mb": out.get("VmRSS"), "anon_mb": out.get("RssAnon"), "file_mb": out.get("RssFile"),
-            "peak_mb": out.get("VmHWM")}
-
-
 def worker_prepare(p: dict) -> dict:
     """Export (first run only) and load the default embedder, so no build or answer pays the ONNX export."""
     from qa.embed.factory import get_embedder
@@ -165,7 +153,7 @@ def worker_replicate(p: dict) -> dict:
     started = time.perf_counter()
     source = load_index(Path(p["source"]), checksums=False)
     if len(source.segments) != 1 or source.segments[0].entry.deleted:
-        raise bench.BenchError(f"{p['source']} must be one segment without deletions (a fresh full build)")
+        raise BenchError(f"{p['source']} must be one segment without deletions (a fresh full build)")
     base = source.segments[0]
     base_vectors = np.asarray(base.vectors, dtype=np.float32)
     n = len(base.chunks)
@@ -218,8 +206,8 @@ def worker_replicate(p: dict) -> dict:
                 built.append({"copies": seg_copies, "chunks": len(chunks), **info.to_json(),
                               "dense_build_s": round(dense_s, 1),
                               "seconds": round(time.perf_counter() - seg_started, 1)})
-                bench.log(f"  segment {len(built)}/{len(p['layout'])}: {len(chunks):,} chunks, {info.kind}, "
-                          f"{built[-1]['seconds']:.0f} s")
+                log(f"  segment {len(built)}/{len(p['layout'])}: {len(chunks):,} chunks, {info.kind}, "
+                    f"{built[-1]['seconds']:.0f} s")
                 segments.append(entry)
                 copy += seg_copies
                 del articles, chunks, vectors, dense, postings
@@ -231,7 +219,7 @@ def worker_replicate(p: dict) -> dict:
             raise
     return {"seconds": round(time.perf_counter() - started, 1), "chunks": manifest.counts["chunks"],
             "articles": manifest.counts["articles"], "segments": built, "build_id": manifest.build_id,
-            "disk_mb": round(bench.disk_bytes(folder) / 1e6, 1)}
+            "disk_mb": round(disk_bytes(folder) / 1e6, 1)}
 
 
 def worker_optimize(p: dict) -> dict:
@@ -264,7 +252,7 @@ def worker_optimize(p: dict) -> dict:
     return {"seconds": round(time.perf_counter() - started, 1), "chunks": result.counts["chunks"],
             "articles": result.counts["articles"], "build_id": result.build_id,
             "segments": [{"chunks": s.chunks, **s.dense} for s in result.segments],
-            "disk_mb": round(bench.disk_bytes(dst) / 1e6, 1)}
+            "disk_mb": round(disk_bytes(dst) / 1e6, 1)}
 
 
 def worker_answer(p: dict) -> dict:
@@ -280,7 +268,7 @@ def worker_answer(p: dict) -> dict:
     from qa.answer.retrieve import retrieve
     from qa.index.reader import load_index
 
-    out: dict = {"imports_s": round(time.perf_counter() - started, 2), "memory_before_load": _memory()}
+    out: dict = {"imports_s": round(time.perf_counter() - started, 2), "memory_before_load": memory()}
     # What Bot.load does (load_index, then the index's embedder), timed step by step.
     t = time.perf_counter()
     index = load_index(Path(p["index"]))
@@ -289,7 +277,7 @@ def worker_answer(p: dict) -> dict:
     embedder = get_embedder(index.manifest.model)
     out["load_embedder_s"] = round(time.perf_counter() - t, 2)
     bot = Bot(index, embedder)
-    out["memory_after_load"] = _memory()
+    out["memory_after_load"] = memory()
     out["chunks"] = len(index.chunks)
     out["segments"] = [{"chunks": s.entry.chunks, **s.entry.dense} for s in index.segments]
     k, questions = int(p.get("k", 3)), p["questions"]
@@ -302,9 +290,9 @@ def worker_answer(p: dict) -> dict:
         times.append(time.perf_counter() - t)
         abstained += answer.abstained
         tops.append(answer.quotes[0].text if answer.quotes else None)
-    out["ask"] = bench.percentiles(times)
+    out["ask"] = percentiles(times)
     out["abstained"] = abstained
-    out["memory_after_asks"] = _memory()
+    out["memory_after_asks"] = memory()
 
     # Where the time goes: the functions Bot.ask calls, one at a time (the BM25 document-frequency cache is
     # warm by now, as it is for a bot that has answered these words before).
@@ -338,7 +326,7 @@ def worker_answer(p: dict) -> dict:
         bot.embedder.encode([c.text for c in cands])
         steps["embed_sentences"].append(time.perf_counter() - t)
         n_cands.append(len(cands))
-    out["steps"] = {name: bench.percentiles(values) for name, values in steps.items()}
+    out["steps"] = {name: percentiles(values) for name, values in steps.items()}
     out["candidates_per_question"] = float(np.median(n_cands)) if n_cands else 0.0
 
     if p.get("profile"):  # a third pass under cProfile (the timed pass above ran without it)
@@ -363,10 +351,6 @@ def worker_answer(p: dict) -> dict:
                           "by_cumulative": top(3, 30), "by_own_time": top(2, 20)}
     out["top_quotes"] = tops  # the parent compares them across sizes and drops them (no text is saved)
     return out
-
-
-WORKERS = {"prepare": worker_prepare, "replicate": worker_replicate, "optimize": worker_optimize,
-           "answer": worker_answer}
 
 
 # --------------------------------------------------------------------------- the run
@@ -396,65 +380,69 @@ def _save(stamp: Path, key: dict, result: dict) -> dict:
 def _measured(label: str, fn, *args, **kwargs) -> dict:
     """Run a worker with the load average before and after it."""
     before = os.getloadavg()
-    bench.log(f"{label} (load {before[0]:.1f})")
+    log(f"{label} (load {before[0]:.1f})")
     result = fn(*args, **kwargs)
     result["load_before"] = [round(x, 2) for x in before]
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
 
-def run(args) -> int:
-    if args.threads:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "QA_THREADS"):
-            os.environ[name] = str(args.threads)  # the workers inherit it
+def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Build (or reuse) the indexes, measure answers at each size in its own worker, write the result file."""
+    harness.pin_threads(args.threads)  # the workers inherit it
     work: Path = args.work
-    root = bench.ROOT.resolve()
+    root = harness.ROOT.resolve()
     if work.resolve() == root or root in work.resolve().parents:
-        raise bench.BenchError(f"--work {work} is inside the repository; indexes and data stay outside it")
+        raise BenchError(f"--work {work} is inside the repository; indexes and data stay outside it")
     work.mkdir(parents=True, exist_ok=True)
     layouts = [x.strip() for x in args.layouts.split(",") if x.strip()]
     if set(layouts) - set(LAYOUTS):
-        raise bench.BenchError(f"--layouts takes {', '.join(LAYOUTS)}")
+        raise BenchError(f"--layouts takes {', '.join(LAYOUTS)}")
     recipe = not args.skip_recipe
     if recipe:
         try:
             import langchain_community  # noqa: F401
         except ImportError:
-            raise bench.BenchError("the LangChain recipe needs langchain-community (the bench extra); "
+            raise BenchError("the LangChain recipe needs langchain-community (the bench extra); "
                                    "or leave it out with --skip-recipe") from None
-    results: dict = {"machine": bench.machine(), "load_before": [round(x, 2) for x in os.getloadavg()],
+    out = harness.result_path("answer-latency", count_label(args.chunks), "and",
+                              f"{args.copies}-copies" if args.copies else count_label(args.big), "chunks",
+                              "" if layouts == list(LAYOUTS) else "-".join(layouts or ["no-big-index"]),
+                              f"threads{args.threads}" if args.threads else "",
+                              "with-profile" if args.profile or args.profile_all else "", args.label, out=args.out)
+    results: dict = {"machine": harness.machine(), "load_before": [round(x, 2) for x in os.getloadavg()],
                      "started": time.strftime("%Y-%m-%d %H:%M:%S"), "threads": args.threads,
-                     "command": " ".join(["python benchmarks/scale_answer.py", *sys.argv[1:]])}
+                     "command": harness.command_line("benchmarks.scale_answer", argv)}
     started = time.perf_counter()
 
-    rows, all_questions = bench.read_rtqa(args.rtqa)
+    rows, all_questions = harness.read_rtqa(args.rtqa)
     articles, weeks = chunk_slice(rows, args.chunks)
-    items = bench.slice_questions(all_questions, articles, weeks)
+    items = harness.slice_questions(all_questions, articles, weeks)
     questions = [q["q"] for q in items][: args.questions]
     if len(questions) < 10:
-        raise bench.BenchError(f"only {len(questions)} questions for the slice; raise --chunks")
+        raise BenchError(f"only {len(questions)} questions for the slice; raise --chunks")
     slice_key = {"articles": digest(sorted(a["id"] for a in articles))}
     slice_file = work / "corpus" / f"rtqa-slice-{slice_key['articles']}.jsonl.gz"
     if not slice_file.exists():
-        bench.write_jsonl_gz(articles, slice_file)
+        harness.write_jsonl_gz(articles, slice_file)
     results["slice"] = {"articles": len(articles), "weeks": sorted(weeks),
                         "characters": sum(len(a["text"]) for a in articles),
                         "questions_with_gold_in_slice": len(items), "questions_asked": len(questions)}
-    bench.log(f"slice: {len(articles)} articles of weeks {', '.join(sorted(weeks))}; {len(questions)} questions")
+    log(f"slice: {len(articles)} articles of weeks {', '.join(sorted(weeks))}; {len(questions)} questions")
 
-    results["prepare"] = bench.run_worker("prepare", {}, script=SCRIPT)
+    results["prepare"] = run_worker(worker_prepare, {})
     model = results["prepare"]["model"]
 
-    # The real 10k index (bench.py's build worker: build_index, full, the default embedder).
+    # The real 10k index (the systems' build worker: build_index, full, the default embedder).
     real, real_stamp = work / "real-10k", work / "real-10k.json"
     key = {**slice_key, "model": model}
     build = _reusable(real / "manifest.json", real_stamp, key, args.rebuild)
     if build is None:
-        build = _save(real_stamp, key, _measured("[10k] build the real index", bench.run_worker, "build",
+        build = _save(real_stamp, key, _measured("[10k] build the real index", run_worker, worker_build,
                                                   {"system": "ours", "paths": [str(slice_file)], "index": str(real)},
                                                   timeout=4 * 3600))
     else:
-        bench.log(f"[10k] reusing {real} ({build['chunks']:,} chunks, built {build['measured']})")
+        log(f"[10k] reusing {real} ({build['chunks']:,} chunks, built {build['measured']})")
     results["build_10k"] = build
     from qa.index.reader import read_manifest
 
@@ -466,11 +454,11 @@ def run(args) -> int:
         rbuild = _reusable(rec / "index.faiss", rec_stamp, slice_key, args.rebuild)
         if rbuild is None:
             shutil.rmtree(rec, ignore_errors=True)
-            rbuild = _save(rec_stamp, slice_key, _measured("[recipe] build", bench.run_worker, "build",
+            rbuild = _save(rec_stamp, slice_key, _measured("[recipe] build", run_worker, worker_build,
                                                            {"system": "recipe", "paths": [str(slice_file)],
                                                             "index": str(rec)}, timeout=4 * 3600))
         else:
-            bench.log(f"[recipe] reusing {rec} ({rbuild['chunks']:,} chunks)")
+            log(f"[recipe] reusing {rec} ({rbuild['chunks']:,} chunks)")
         results["build_recipe"] = rbuild
 
     # The synthetic 1M indexes.
@@ -485,10 +473,10 @@ def run(args) -> int:
         if tbuild is None:
             tbuild = _save(tiered_stamp, tkey, _measured(
                 f"[1M tiered] replicate {n_real:,} chunks x {args.copies} into segments of {layout} copies",
-                bench.run_worker, "replicate", {"source": str(real), "index": str(tiered), "layout": layout,
-                                                "sigma": args.sigma}, timeout=6 * 3600, script=SCRIPT))
+                run_worker, worker_replicate, {"source": str(real), "index": str(tiered), "layout": layout,
+                                                "sigma": args.sigma}, timeout=6 * 3600))
         else:
-            bench.log(f"[1M tiered] reusing {tiered}")
+            log(f"[1M tiered] reusing {tiered}")
         results["build_1m_tiered"] = tbuild
         if "tiered" in layouts:
             indexes["1M-tiered"] = tiered
@@ -498,11 +486,11 @@ def run(args) -> int:
         obuild = _reusable(opt / "manifest.json", opt_stamp, okey, args.rebuild)
         if obuild is None:
             obuild = _save(opt_stamp, okey, _measured("[1M optimized] merge every segment into one (merge_segments)",
-                                                      bench.run_worker, "optimize",
+                                                      run_worker, worker_optimize,
                                                       {"source": str(tiered), "index": str(opt)},
-                                                      timeout=6 * 3600, script=SCRIPT))
+                                                      timeout=6 * 3600))
         else:
-            bench.log(f"[1M optimized] reusing {opt}")
+            log(f"[1M optimized] reusing {opt}")
         results["build_1m_optimized"] = obuild
         indexes["1M-optimized"] = opt
 
@@ -511,34 +499,32 @@ def run(args) -> int:
     tops: dict[str, list] = {}
     for label, index in indexes.items():
         profile = (args.profile and label != "10k") or args.profile_all
-        r = _measured(f"[{label}] warm answers over {len(questions)} questions", bench.run_worker, "answer",
+        r = _measured(f"[{label}] warm answers over {len(questions)} questions", run_worker, worker_answer,
                       {"index": str(index), "questions": questions, "profile": profile},
-                      timeout=2 * 3600, script=SCRIPT)
+                      timeout=2 * 3600)
         tops[label] = r.pop("top_quotes")
-        r["disk_mb"] = round(bench.disk_bytes(index) / 1e6, 1)
+        r["disk_mb"] = round(disk_bytes(index) / 1e6, 1)
         results["answers"][label] = r
-        Path(args.out.with_suffix(".partial.json")).write_text(json.dumps(results, indent=1))
+        harness.write_result(out, results, partial=True)
     for label in tops:
         same = sum(a == b for a, b in zip(tops[label], tops["10k"]))
         results["answers"][label]["same_top_quote_as_10k"] = round(same / max(1, len(questions)), 3)
     if recipe:
-        results["recipe_query"] = _measured("[recipe] similarity_search(k=3)", bench.run_worker, "query",
+        results["recipe_query"] = _measured("[recipe] similarity_search(k=3)", run_worker, worker_query,
                                             {"system": "recipe", "index": str(work / "recipe-10k"),
                                              "questions": questions})
     results["cold"] = {}
     for label, index in indexes.items():
         repeats = args.cold_repeats if label == "10k" else args.cold_repeats_1m
         if repeats:
-            results["cold"][label] = _measured(f"[{label}] cold start x{repeats}", bench.cold_start, "ours", index,
+            results["cold"][label] = _measured(f"[{label}] cold start x{repeats}", cold_start, "ours", index,
                                                questions[0], repeats)
     results["targets"] = targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=1))
-    args.out.with_suffix(".partial.json").unlink(missing_ok=True)
+    harness.write_result(out, results)
     print(render(results))
-    bench.log(f"results in {args.out} ({results['seconds']:.0f} s)")
+    log(f"results in {out} ({results['seconds']:.0f} s)")
     return 0
 
 
@@ -630,12 +616,17 @@ def render(results: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    """The command line: one run, or ``--render`` an earlier result."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale_answer", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rtqa", type=Path, default=bench.DEFAULT_RTQA, help="RealTime QA 2022 folder")
+    parser.add_argument("--rtqa", type=Path, default=harness.DEFAULT_RTQA, help="RealTime QA 2022 folder")
     parser.add_argument("--work", type=Path, default=DEFAULT_WORK,
                         help=f"indexes and scratch (default {DEFAULT_WORK})")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"result JSON (default {DEFAULT_OUT})")
+    parser.add_argument("--label", default="",
+                        help="what sets this run apart (code version, machine): added to the --out name")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result JSON (default benchmarks/results/answer-latency-10k-and-1m-chunks[-...].json, "
+                             "named by --chunks, --big, --layouts, --threads, --profile and --label)")
     parser.add_argument("--chunks", type=int, default=10_000, help="chunks in the real index, about (default 10000)")
     parser.add_argument("--big", type=int, default=1_000_000,
                         help="chunks of the big index, about: round(BIG / real chunks) copies (default 1000000)")
@@ -651,23 +642,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="cProfile a third pass of answers at the big sizes")
     parser.add_argument("--profile-all", action="store_true", help="... and at 10k")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for every measured process (ONNX Runtime, torch, FAISS), as bench.py --threads; "
+                        help="threads for every measured process (ONNX Runtime, torch, FAISS), as compare --threads; "
                              "default: each library's own. On a busy machine 1 is fairer")
     parser.add_argument("--rebuild", action="store_true", help="build every index again")
     parser.add_argument("--render", type=Path, default=None, help="print the table of a result JSON and exit")
-    parser.add_argument("--worker", nargs=2, metavar=("NAME", "PARAMS_FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    bench.quiet()
-    if args.worker:
-        name, params = args.worker
-        bench.emit(WORKERS[name](json.loads(Path(params).read_text())))
-        return 0
+    harness.quiet()
     if args.render:
         print(render(json.loads(args.render.read_text())))
         return 0
     try:
-        return run(args)
-    except bench.BenchError as exc:
+        return run(args, argv if argv is not None else sys.argv[1:])
+    except BenchError as exc:
         print(f"scale_answer: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

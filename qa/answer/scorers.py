@@ -8,7 +8,7 @@ but loses to it on the bundled chat questions (docs/ranker.md), so
 ``AnswerSettings.learned_ranker``, ``QA_RANKER=learned``).
 
 ``Ranker`` ("ranker") is a LightGBM LambdaRank model trained by
-``benchmarks/train_ranker.py`` on RealTime QA 2024-2026 (docs/ranker.md). Its
+``python -m training.ranker.train`` on RealTime QA 2024-2026 (docs/ranker.md). Its
 trees are stored as plain JSON in ``qa/models/ranker.json`` and evaluated with
 numpy (``qa.answer.trees``), so answering needs no LightGBM. The file names the
 embedding models it was trained and calibrated for; it is refused for any other.
@@ -33,7 +33,7 @@ from qa.settings import DEFAULT_MODEL
 #: The ranker shipped in the package.
 DEFAULT_RANKER = Path(__file__).resolve().parent.parent / "models" / "ranker.json"
 RANKER_FORMAT = "qa-ranker/1"
-REBUILD_HINT = "rebuild it with: python benchmarks/train_ranker.py --data <RealTime QA 2024-2026 folder>"
+REBUILD_HINT = "rebuild it with: python -m training.ranker.train --data <RealTime QA 2024-2026 folder>"
 
 
 class RankerError(QAError):
@@ -124,7 +124,7 @@ class Ranker:
         if model is not None and model not in ranker.calibrations:
             raise RankerError(
                 f"ranker file {path} was trained for {', '.join(ranker.models)}, not for {model!r}: "
-                f"train one for it with benchmarks/train_ranker.py, or use the hand-weighted scorer"
+                f"train one for it with python -m training.ranker.train, or use the hand-weighted scorer"
             )
         return ranker
 
@@ -179,6 +179,6 @@ def scorer_for(model: str, path: str | Path | None = None, *, learned: bool = Fa
         ranker = _shipped(str(DEFAULT_RANKER))
         if model not in ranker.calibrations:
             raise RankerError(f"the shipped ranker serves {', '.join(ranker.models)}, not {model!r}: "
-                              "train one with benchmarks/train_ranker.py, or leave the learned ranker off")
+                              "train one with python -m training.ranker.train, or leave the learned ranker off")
         return ranker
     return HandScorer()

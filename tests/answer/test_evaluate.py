@@ -216,12 +216,12 @@ def test_rtqa_benchmark_names_a_missing_data_path(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     missing = tmp_path / "no-such-rtqa"
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "rtqa.py"), "--data", str(missing)],
-                          check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.rtqa", "--data", str(missing)],
+                          check=False, capture_output=True, text=True, timeout=60, cwd=root)
     assert proc.returncode == 1
     assert str(missing) in proc.stderr and "Traceback" not in proc.stderr
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "rtqa.py"), "--data", str(empty)],
-                          check=False, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.rtqa", "--data", str(empty)],
+                          check=False, capture_output=True, text=True, timeout=60, cwd=root)
     assert proc.returncode == 1 and str(empty / "questions.jsonl") in proc.stderr

@@ -77,7 +77,7 @@ def test_a_missing_ranker_file_says_how_to_rebuild_it(tmp_path):
     with pytest.raises(RankerError) as err:
         Ranker.load(tmp_path / "nope.json")
     message = str(err.value)
-    assert "missing" in message and "python benchmarks/train_ranker.py" in message and "\n" not in message
+    assert "missing" in message and "python -m training.ranker.train" in message and "\n" not in message
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_a_corrupt_ranker_file_is_one_clear_error(tmp_path, damage):
     path.write_text(damaged if isinstance(damaged, str) else json.dumps(damaged, allow_nan=True))
     with pytest.raises(RankerError) as err:
         Ranker.load(path)
-    assert "train_ranker.py" in str(err.value) and "\n" not in str(err.value)
+    assert "training.ranker.train" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_ranker_for_another_model_is_refused_by_name(tmp_path):
@@ -169,17 +169,14 @@ def test_training_takes_every_stride_th_week_and_refuses_a_stride_below_one(tmp_
     import sys
     from pathlib import Path
 
-    benchmarks = Path(__file__).resolve().parents[2] / "benchmarks"
-    sys.path.insert(0, str(benchmarks))
-    try:
-        from train_ranker import chosen_weeks
-    finally:
-        sys.path.remove(str(benchmarks))
+    from benchmarks.harness import chosen_weeks
+
+    root = Path(__file__).resolve().parents[2]
     questions = [{"id": f"2024{month:02d}01_{n}"} for month in range(8, 0, -1) for n in range(2)]
     assert chosen_weeks(questions) == ["20240101", "20240501"]  # every fourth week, in date order
     assert chosen_weeks(questions, stride=2) == ["20240101", "20240301", "20240501", "20240701"]
     assert chosen_weeks(questions, 3, stride=1) == ["20240101", "20240201", "20240301"]
-    command = [sys.executable, str(benchmarks / "train_ranker.py"), "--data", str(tmp_path), "--stride", "0"]
-    proc = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+    command = [sys.executable, "-m", "training.ranker.train", "--data", str(tmp_path), "--stride", "0"]
+    proc = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60, cwd=root)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("--stride must be 1 or more, not 0")

@@ -1,1 +1,1 @@
-"""Training of the quote ranker, the file qa/models/ranker.json (docs/ranker.md)."""
+"""The quote ranker: its training (``train``) and the trees it writes (``trees``); the file is qa/models/ranker.json."""

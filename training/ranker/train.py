@@ -1,10 +1,11 @@
 """Train the quote ranker (qa/models/ranker.json) on RealTime QA 2024-2026, in one command.
 
-    python benchmarks/train_ranker.py --data /work/shared/rtqa-2024-2026
+    python -m training.ranker.train --data /work/shared/rtqa-2024-2026
 
 Steps, each cached under ``--work`` (default ``/tmp/rtqa-train``, outside the repo):
 
-1. **Weeks.** Every fourth week of 2024-2026 (``chosen_weeks``; every ``--stride``-th; or its first ``--weeks``).
+1. **Weeks.** Every fourth week of 2024-2026 (``benchmarks.harness.chosen_weeks``; every ``--stride``-th; or its
+   first ``--weeks``).
    Each question is asked of its own week's articles (the data's README says why): one index per
    week, built with the ``qa build`` code and the default embedder (int8 ONNX; ``--backend``).
 2. **Candidates.** Each question goes through ``Bot.ask``'s own retrieval and candidate generation
@@ -18,7 +19,7 @@ Steps, each cached under ``--work`` (default ``/tmp/rtqa-train``, outside the re
 4. **Calibrate.** On out-of-fold scores (folds of whole weeks): the abstention threshold on the top
    candidate's score and the gap below the best score past which a quote is not shown.
 
-The 2022 benchmark (benchmarks/rtqa.py) is never read here.
+The 2022 benchmark (``benchmarks.rtqa``) is never read here.
 """
 
 from __future__ import annotations
@@ -34,38 +35,25 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
+from benchmarks.harness import (
+    WEEK_STRIDE,
+    BenchError,
+    chosen_weeks,
+    has_gold,
+    other_week,
+    question_runs,
+    read_questions,
+    week_index_dir,
+    week_of,
+)
 from qa.answer.quotes import grown_span
-from qa.text import collapse_whitespace
-
-log = logging.getLogger("train_ranker")
-
-
-def read_questions(data: Path) -> list[dict]:
-    with (data / "questions.jsonl").open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def week_of(question: dict) -> str:
-    return question["id"].split("_")[0]
+from qa.answer.scorers import DEFAULT_RANKER
 
 
 #: Features the trees may not split on by default: with ``position`` the trees put an article's first sentences
 #: first (quiz answers often sit in the lead) and answered 24 of 36 bundled chat questions at the top; without it
 #: 26 of 36, with about the same out-of-fold recall@1 on the training weeks (0.166 vs 0.178; docs/ranker.md).
 IGNORED = ("position",)
-#: Every ``WEEK_STRIDE``-th week of the data (sorted by date, from the first): 33 of the 131 weeks, spread
-#: evenly over 2024-2026. Embedding their 70,880 chunks is the cost (about 10 minutes at 120 chunks/s, quiet).
-WEEK_STRIDE = 4
-
-
-def chosen_weeks(questions: Sequence[dict], count: int | None = None,
-                 stride: int = WEEK_STRIDE) -> list[str]:
-    """Every ``stride``-th week of the questions' weeks; the first ``count`` of them when given."""
-    weeks = sorted({week_of(q) for q in questions})[::stride]
-    return weeks[:count] if count else weeks
 
 
 def _day(text: str) -> dt.date:
@@ -105,42 +93,13 @@ def build_weeks(paths: dict[str, Path], work: Path, backend: str) -> dict[str, P
     dirs = {}
     for n, week in enumerate(paths, 1):
         articles = paths[week]
-        folder = work / backend / f"week-{week}"
+        folder = week_index_dir(work, backend, week)
         started = time.perf_counter()
         report = build_index([articles], folder, embedder=embedder)
         print(f"[{backend}] week {week} ({n}/{len(paths)}): {report.articles} articles, {report.chunks} chunks, "
               f"{report.embedded} embedded ({time.perf_counter() - started:.0f}s)", file=sys.stderr, flush=True)
         dirs[week] = folder
     return dirs
-
-
-def _has_gold(text: str, golds: Sequence[str]) -> bool:
-    hay = collapse_whitespace(text).casefold()
-    return any(collapse_whitespace(g).casefold() in hay for g in golds)
-
-
-def _corpus_text(index) -> str:
-    return "\n".join(collapse_whitespace(a.text).casefold() for a in index.articles.values())
-
-
-def other_week(week: str, weeks: Sequence[str]) -> str:
-    """The week whose index a question is asked of as unanswerable: the first chosen week (its own: the second)."""
-    return weeks[1] if week == weeks[0] else weeks[0]
-
-
-def question_runs(questions: Sequence[dict], week: str, index, other_index):
-    """Each question of ``week`` that has gold strings: (its number in the file, the question, its gold strings,
-    the indexes it is asked of with whether it is answerable there). It is asked of its own week's ``index``, and of
-    ``other_index`` as unanswerable when none of its gold strings occurs in any article there."""
-    other_text = _corpus_text(other_index)
-    for q_i, q in enumerate(questions):
-        golds = [a for a in q.get("answers", []) if isinstance(a, str) and a.strip()]
-        if week_of(q) != week or not golds:
-            continue
-        asks = [(index, True)]
-        if not any(collapse_whitespace(g).casefold() in other_text for g in golds):
-            asks.append((other_index, False))
-        yield q_i, q, golds, asks
 
 
 def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], other: str, work: Path, tag: str,
@@ -180,7 +139,7 @@ def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], ot
                 Xp = features_for(q["q"], sub, X[:n, 0], idx) if p != most else X
                 shown = [c.article.text[slice(*grown_span(c.article.text, c.start, c.end, settings.fill_to,
                                                           settings.fill_across_paragraphs))] for c in sub]
-                label = np.array([answerable and _has_gold(text, golds) for text in shown], dtype=bool)
+                label = np.array([answerable and has_gold(text, golds) for text in shown], dtype=bool)
                 echo = np.array([c.echo for c in sub], dtype=bool)
                 rows[p].append((Xp.reshape(n, len(FEATURES)), label, echo, np.full(n, g, dtype=np.int32)))
     arrays = {"group_question": np.array([g[0] for g in groups], dtype=np.int32),
@@ -203,7 +162,10 @@ def prepare(questions: Sequence[dict], dirs: dict[str, Path], work: Path, tag: s
     import numpy as np
 
     weeks = list(dirs)
-    parts = [(w, np.load(prepare_week(questions, w, dirs, other_week(w, weeks), work, tag, passages))) for w in weeks]
+    parts = []
+    for w in weeks:
+        path = prepare_week(questions, w, dirs, other_week(w, weeks), work, tag, passages)
+        parts.append((w, np.load(path, allow_pickle=False)))
     arrays: dict[str, np.ndarray] = {}
     offset = 0
     for week, part in parts:
@@ -324,7 +286,7 @@ def fit(feats: Path, passages: int, variant: tuple[float, int] | None = None, ig
     from qa.answer.scorers import RANKER_FORMAT, HandScorer
     from training.ranker.trees import trees_from_lightgbm
 
-    data = np.load(feats)
+    data = np.load(feats, allow_pickle=False)
     X, label, echo, group = (data[f"{k}{passages}"] for k in ("X", "label", "echo", "group"))
     answerable, week = data["group_answerable"], data["group_week"]
     n_groups = len(answerable)
@@ -406,7 +368,7 @@ def fit(feats: Path, passages: int, variant: tuple[float, int] | None = None, ig
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.ranker.train", description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="folder with RealTime QA 2024-2026")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rtqa-train"), help="cache folder (outside the repo)")
     parser.add_argument("--weeks", type=int, default=None, help="use only the first N of the chosen weeks")
@@ -420,13 +382,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="fallback-score weight and boosting rounds to ship instead of the cross-validated choice")
     parser.add_argument("--ignore", default=",".join(IGNORED), metavar="FEATURES",
                         help="comma-separated features the trees may not use (default: position; '' for none)")
-    parser.add_argument("--out", type=Path, default=ROOT / "qa" / "models" / "ranker.json", help="the model file")
+    parser.add_argument("--out", type=Path, default=DEFAULT_RANKER, help=f"the model file (default {DEFAULT_RANKER})")
     args = parser.parse_args(argv)
     if args.stride < 1:
         parser.error(f"--stride must be 1 or more, not {args.stride}")
-    logging.basicConfig(level=logging.WARNING, format="train_ranker: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="training.ranker: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    questions = read_questions(args.data)
+    try:
+        questions = read_questions(args.data)
+    except BenchError as exc:
+        print(f"training.ranker.train: error: {exc}", file=sys.stderr)
+        return 1
     weeks = chosen_weeks(questions, args.weeks, args.stride)
     print(f"{len(weeks)} weeks, {sum(week_of(q) in weeks for q in questions)} questions", file=sys.stderr)
     paths = split_articles(args.data, weeks, args.work)
