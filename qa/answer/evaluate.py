@@ -29,7 +29,7 @@ from qa.text import collapse_whitespace
 
 log = logging.getLogger(__name__)
 
-#: ``ask(question, history, k=...)`` as in :meth:`qa.bot.Bot.ask`.
+#: ``ask(question, history, k=...)`` as in :meth:`qa.answer.bot.Bot.ask`.
 AskFn = Callable[..., Answer]
 #: ``progress(done, total)``.
 EvalProgress = Callable[[int, int], None]
