@@ -48,7 +48,7 @@ def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 
     from qa.answer.quotes import AnswerSettings, rank_candidates, select_quotes
     from qa.embed.factory import get_embedder
     from qa.answer.evaluate import answer_rank
-    from qa.answer.scorers import scorer_for
+    from qa.answer.factory import scorer_for
     from qa.records import Answer
     from qa.answer.retrieve import RetrieveSettings, retrieve
     from qa.index.reader import load_index

@@ -407,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def setting_slug(item: str) -> str:
-    """``learned_ranker=1`` -> "learned-ranker", ``abstain_below=0.9`` -> "abstain-below-0.9" (for result names)."""
+    """``ranker=learned`` -> "ranker-learned", ``bridge=1`` -> "bridge", ``abstain_below=0.9`` -> "abstain-below-0.9"."""
     name, _, value = item.partition("=")
     return name if value.strip().lower() in ("1", "true", "yes", "on") else f"{name}-{value}"
 

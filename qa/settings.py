@@ -99,17 +99,22 @@ def abstain_below_from_env() -> float | None:
     return threshold
 
 
-#: ``QA_RANKER`` values: the hand-weighted score (the default) or the shipped learned ranker.
-RANKERS = ("hand", "learned")
+#: ``QA_RANKER`` values: the hand-weighted score, the shipped learned ranker, the shipped reader
+#: (a cross-encoder that reads each sentence against the question, blended with the hand-weighted score).
+RANKERS = ("hand", "learned", "reader")
+#: What scores quotes when ``QA_RANKER`` is unset.
+DEFAULT_RANKER_NAME = "hand"
 
 
-def learned_ranker_from_env() -> bool:
-    """``$QA_RANKER``: ``learned`` scores quotes with the shipped learned ranker, ``hand`` (or unset) with the
-    hand-weighted score; docs/ranker.md compares them."""
+def ranker_from_env() -> str:
+    """``$QA_RANKER``, one of ``RANKERS`` (unset: ``DEFAULT_RANKER_NAME``); docs/ranker.md and docs/reader.md
+    compare them."""
     value = (os.environ.get("QA_RANKER") or "").strip().lower()
     if value and value not in RANKERS:
-        raise SettingsError(f"QA_RANKER must be {' or '.join(RANKERS)} (unset: hand), not {value!r}")
-    return value == "learned"
+        raise SettingsError(
+            f"QA_RANKER must be {', '.join(RANKERS[:-1])} or {RANKERS[-1]} (unset: {DEFAULT_RANKER_NAME}), not {value!r}"
+        )
+    return value or DEFAULT_RANKER_NAME
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from qa.embed.base import Embedder
 from qa.embed.factory import get_embedder
 from qa.embed.names import canonical_model_name
 from qa.answer.followup import searched_history
-from qa.answer.scorers import scorer_for
+from qa.answer.factory import scorer_for
 from qa.records import Answer
 from qa.answer.retrieve import RetrieveSettings, retrieve
-from qa.settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir, learned_ranker_from_env
+from qa.settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir, ranker_from_env
 from qa.index.reader import IndexLoadError, load_index, read_manifest
 from qa.index.searchable import Index
 
@@ -93,11 +93,11 @@ class Bot:
         self._index = index
         self.embedder = embedder
         self.answer_settings = answer_settings or AnswerSettings(
-            abstain_below=abstain_below_from_env(), learned_ranker=learned_ranker_from_env()
+            abstain_below=abstain_below_from_env(), ranker=ranker_from_env()
         )
         self.retrieve_settings = retrieve_settings or RetrieveSettings()
         # the sentence scorer, read once: a missing or broken ranker file is a RankerError here, not mid-answer
-        self.scorer = scorer_for(embedder.name, learned=self.answer_settings.learned_ranker)
+        self.scorer = scorer_for(embedder.name, ranker=self.answer_settings.ranker)
         self._swap = threading.Lock()
 
     @classmethod

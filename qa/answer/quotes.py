@@ -3,7 +3,7 @@
 The sentences of the best chunks are the candidates (``qa.answer.candidates``).
 Each is embedded, described by ``qa.answer.features.FEATURES`` and scored
 (``qa.answer.scorers.scorer_for``: the hand-weighted score by default, the learned
-ranker with ``learned_ranker=True``). When even the best one scores below the calibrated threshold, the bot
+ranker or the reader with ``AnswerSettings.ranker``). When even the best one scores below the calibrated threshold, the bot
 says the articles do not answer the question. Otherwise the best sentences
 become quotes: a sentence within one quote's reach of a chosen one joins it, a
 sentence several articles carry verbatim is shown once with its other sources,
@@ -25,8 +25,10 @@ import numpy as np
 from qa.embed.base import Embedder
 from qa.answer.candidates import ScoredCandidate, candidates
 from qa.answer.features import echoes, features
-from qa.answer.scorers import Scorer, scorer_for
+from qa.answer.factory import scorer_for
+from qa.answer.scorers import Scorer
 from qa.records import Answer, Article, Hit, Quote
+from qa.settings import DEFAULT_RANKER_NAME
 from qa.index.searchable import Index
 from qa.text import collapse_whitespace, sentence_spans
 
@@ -41,9 +43,10 @@ class AnswerSettings:
 
     #: Chunks whose sentences are candidates.
     passages: int = 8
-    #: Score candidates with the shipped learned ranker (qa/models/ranker.json) instead of the hand-weighted
-    #: score; off by default until it beats it (docs/ranker.md).
-    learned_ranker: bool = False
+    #: What scores candidates: "hand" (the hand-weighted score), "learned" (the shipped ranker,
+    #: qa/models/ranker.json) or "reader" (the shipped cross-encoder blended with the hand score,
+    #: qa/models/reader.json); ``qa.settings.RANKERS``.
+    ranker: str = DEFAULT_RANKER_NAME
     #: Weight of a term that only the follow-up rewriting added, relative to the user's own words.
     context_term_weight: float = 0.5
     #: Refuse when the best sentence scores below this; None: the scorer's value for the embedding model.
@@ -85,7 +88,7 @@ def rank_candidates(
     vectors = embedder.encode([c.text for c in cands])
     dense = vectors @ np.asarray(query_vector, dtype=np.float32).ravel()
     X = features(question, searched or question, cands, dense, index.lexical.idf, settings.context_term_weight)
-    scores, echo = scorer.score(X).tolist(), echoes(X).tolist()
+    scores, echo = scorer.score(X, searched or question, [c.text for c in cands]).tolist(), echoes(X).tolist()
     return [ScoredCandidate.of(c, s, e) for c, s, e in zip(cands, scores, echo)], X
 
 
@@ -264,9 +267,9 @@ def compose(
 ) -> tuple[list[Quote], bool]:
     """The quotes that answer ``searched`` and whether the bot abstains.
 
-    ``scorer`` defaults to ``scorer_for(embedder.name, learned=settings.learned_ranker)``.
+    ``scorer`` defaults to ``scorer_for(embedder.name, ranker=settings.ranker)``.
     """
-    scorer = scorer or scorer_for(embedder.name, learned=settings.learned_ranker)
+    scorer = scorer or scorer_for(embedder.name, ranker=settings.ranker)
     cands, _ = rank_candidates(question, searched, query_vector, index, hits, embedder, settings, scorer)
     ranked = sorted((c for c in cands if not c.echo), key=lambda c: -c.score)
     calibration = scorer.calibration(embedder.name)

@@ -1,11 +1,13 @@
-"""Score candidate sentences from their feature rows: the hand-weighted score (the default) or the learned ranker.
+"""Score candidate sentences: the hand-weighted score (the default), the learned ranker, or the reader.
 
 ``HandScorer`` ("hand") is the hand-weighted score of earlier versions
-(cosine + IDF coverage + chunk rank + type cue). It is the default: trained on
-670 quiz questions of 33 weeks, the ranker beats it on held-out news quiz weeks
-but loses to it on the bundled chat questions (docs/ranker.md), so
-``scorer_for`` returns the ranker only when asked (``learned=True``,
-``AnswerSettings.learned_ranker``, ``QA_RANKER=learned``).
+(cosine + IDF coverage + chunk rank + type cue) over the feature rows. It is
+the default: trained on 670 quiz questions of 33 weeks, the ranker beats it on
+held-out news quiz weeks but loses to it on the bundled chat questions
+(docs/ranker.md), so ``scorer_for`` returns the ranker only when asked
+(``ranker="learned"``, ``AnswerSettings.ranker``, ``QA_RANKER=learned``). The
+reader (``qa.answer.reader.ReaderScorer``, ``QA_RANKER=reader``) reads each
+sentence against the question with a cross-encoder (docs/reader.md).
 
 ``Ranker`` ("ranker") is a LightGBM LambdaRank model trained by
 ``python -m training.ranker.train`` on RealTime QA 2024-2026 (docs/ranker.md). Its
@@ -19,6 +21,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -51,11 +54,15 @@ class Calibration:
 
 
 class Scorer(Protocol):
-    """Scores feature rows (higher is better) and knows its thresholds per embedding model."""
+    """Scores candidates (higher is better) and knows its thresholds per embedding model.
+
+    ``X`` holds their feature rows; ``question`` and ``texts`` (the question searched and each candidate's
+    sentence) are for a scorer that reads them, such as the reader; the others ignore them.
+    """
 
     name: str
 
-    def score(self, X: np.ndarray) -> np.ndarray: ...
+    def score(self, X: np.ndarray, question: str = "", texts: Sequence[str] = ()) -> np.ndarray: ...
 
     def calibration(self, model: str) -> Calibration: ...
 
@@ -77,7 +84,7 @@ class HandScorer:
         DEFAULT_MODEL + "@int8": Calibration(abstain_below=0.67, show_within=0.2),
     }
 
-    def score(self, X: np.ndarray) -> np.ndarray:
+    def score(self, X: np.ndarray, question: str = "", texts: Sequence[str] = ()) -> np.ndarray:
         """The weighted sum of each row's ``dense``, ``coverage`` and ``typed``, plus the chunk-rank bonus."""
         cols = {name: i for i, name in enumerate(FEATURES)}
         out = sum(w * X[:, cols[n]] for n, w in self.weights.items())
@@ -147,7 +154,7 @@ class Ranker:
         meta = {k: v for k, v in raw.items() if k != "trees"}
         return cls(meta, trees, calibrations, path)
 
-    def score(self, X: np.ndarray) -> np.ndarray:
+    def score(self, X: np.ndarray, question: str = "", texts: Sequence[str] = ()) -> np.ndarray:
         """``base_weight`` times the hand-weighted score plus the trees' leaf values for each row of ``X``."""
         base = self.base_weight * HandScorer().score(X) if self.base_weight else 0.0
         return (base + self.trees.predict(X)).astype(np.float32)
@@ -161,24 +168,6 @@ class Ranker:
 
 
 @functools.lru_cache(maxsize=8)
-def _shipped(path: str) -> Ranker:
+def shipped_ranker(path: str) -> Ranker:
+    """The ranker file at ``path``, read once per process."""
     return Ranker.load(path)
-
-
-def scorer_for(model: str, path: str | Path | None = None, *, learned: bool = False) -> Scorer:
-    """The scorer for an embedding model: the hand-weighted ``HandScorer`` unless ``learned`` or ``path``.
-
-    ``learned``: the shipped ranker, which must serve ``model``; ``path``: the ranker in that file, likewise.
-    A missing, corrupt or foreign ranker is a ``RankerError`` then, never silently replaced by the
-    hand-weighted score. The learned ranker is opt-in until it beats the hand-weighted score
-    (docs/ranker.md has the figures).
-    """
-    if path is not None:
-        return Ranker.load(path, model=model)
-    if learned:
-        ranker = _shipped(str(DEFAULT_RANKER))
-        if model not in ranker.calibrations:
-            raise RankerError(f"the shipped ranker serves {', '.join(ranker.models)}, not {model!r}: "
-                              "train one with python -m training.ranker.train, or leave the learned ranker off")
-        return ranker
-    return HandScorer()

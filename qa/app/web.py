@@ -25,7 +25,7 @@ from qa.settings import (
     auth_from_env,
     default_articles_dir,
     default_index_dir,
-    learned_ranker_from_env,
+    ranker_from_env,
     max_upload_bytes_from_env,
     model_from_env,
 )
@@ -82,7 +82,7 @@ def main() -> int:
         auth = auth_from_env()
         limit = max_upload_bytes_from_env()
         abstain_below_from_env()  # a bad value stops here, not in the background build
-        learned_ranker_from_env()
+        ranker_from_env()
         serve(auth=auth, max_upload_bytes=limit, model=model_from_env())
     except QAError as exc:
         print(f"app: error: {exc}", file=sys.stderr)

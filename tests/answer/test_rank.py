@@ -9,7 +9,8 @@ import pytest
 
 from qa.answer.candidates import Candidate
 from qa.answer.features import FEATURES, echoes, features
-from qa.answer.scorers import DEFAULT_RANKER, RANKER_FORMAT, HandScorer, Ranker, RankerError, scorer_for
+from qa.answer.factory import scorer_for
+from qa.answer.scorers import DEFAULT_RANKER, RANKER_FORMAT, HandScorer, Ranker, RankerError
 from qa.records import Article, Chunk, Hit
 from qa.settings import DEFAULT_MODEL
 from training.ranker.trees import trees_from_lightgbm
@@ -37,12 +38,12 @@ def test_the_shipped_ranker_serves_the_bundled_model_fp32_and_int8():
     for model in ranker.models:
         cal = ranker.calibration(model)
         assert np.isfinite(cal.abstain_below) and cal.show_within is not None and cal.show_within > 0
-    assert scorer_for(DEFAULT_MODEL, learned=True) is scorer_for(DEFAULT_MODEL + "@int8", learned=True)  # read once
+    assert scorer_for(DEFAULT_MODEL, ranker="learned") is scorer_for(DEFAULT_MODEL + "@int8", ranker="learned")  # read once
 
 
 def test_the_ranker_prefers_a_sentence_that_holds_the_question_and_its_answer_type():
     """Two candidates alike but for coverage, cosine and type cue: the ranker scores the better one higher."""
-    ranker = scorer_for(DEFAULT_MODEL, learned=True)
+    ranker = scorer_for(DEFAULT_MODEL, ranker="learned")
     X = np.zeros((2, len(FEATURES)), dtype=np.float32)
     col = {n: i for i, n in enumerate(FEATURES)}
     X[:, col["question_terms"]] = 5
@@ -126,7 +127,7 @@ def test_the_hand_weighted_scorer_is_the_default_and_the_learned_ranker_opt_in(h
     assert bot.scorer.calibration(hash_embedder.name).show_within is None  # no gap chosen on the fake's scale
     assert HandScorer().calibration(DEFAULT_MODEL).show_within == 0.2
     with pytest.raises(RankerError) as err:  # the shipped ranker was not trained for the hash fake: refused
-        Bot.load(hash_index, embedder=hash_embedder, answer_settings=AnswerSettings(learned_ranker=True))
+        Bot.load(hash_index, embedder=hash_embedder, answer_settings=AnswerSettings(ranker="learned"))
     assert hash_embedder.name in str(err.value)
 
 
