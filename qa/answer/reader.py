@@ -53,8 +53,9 @@ class ReaderCard:
     sha256: str
     tokenizer: str
     max_length: int
-    #: The answer score is the hand-weighted score plus ``weight`` times the reader's probability.
-    weight: float
+    #: The answer score is the hand-weighted score plus ``weight`` times the reader's probability
+    #: (None until ``python -m training.reader.calibrate`` has chosen it).
+    weight: float | None
     #: Thresholds on that blended scale per embedding model (chosen on training weeks, docs/reader.md).
     calibrations: dict[str, Calibration]
 
@@ -73,11 +74,12 @@ def read_card(path: Path) -> ReaderCard:
     try:
         card = ReaderCard(
             onnx=str(data["onnx"]), sha256=str(data["sha256"]), tokenizer=str(data["tokenizer"]),
-            max_length=int(data["max_length"]), weight=float(data["blend"]["reader_weight"]),
+            max_length=int(data["max_length"]),
+            weight=float(data["blend"]["reader_weight"]) if "blend" in data else None,
             calibrations={
                 str(model): Calibration(float(c["abstain_below"]), None if c.get("show_within") is None
                                         else float(c["show_within"]))
-                for model, c in data["calibrations"].items()
+                for model, c in data.get("calibrations", {}).items()
             },
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -177,6 +179,9 @@ class ReaderScorer:
     name = "reader"
 
     def __init__(self, reader: Reader) -> None:
+        if reader.card.weight is None:
+            raise ReaderError(f"the reader's card beside {reader.path} has no blend weight yet: "
+                              "run python -m training.reader.calibrate")
         self.reader = reader
         self.weight = reader.card.weight
         self._hand = HandScorer()
