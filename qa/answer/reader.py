@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 MODELS = Path(__file__).resolve().parent.parent / "models"
 #: The reader shipped in the package: the ONNX file and its card.
 DEFAULT_READER = MODELS / "reader.json"
-READER_FORMAT = "qa-reader/1"
+READER_FORMAT = "qa-reader-cross-encoder"
+READER_VERSION = 1
 #: The tokenizer the shipped reader was trained with (the bundled embedding model's).
 TOKENIZER_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 REBUILD_HINT = "rebuild it with: python -m training.reader.train --shared <folder holding qa-train and rtqa-2024-2026>"
@@ -68,12 +69,14 @@ def read_card(path: Path) -> ReaderCard:
         raise ReaderError(f"the reader's card {path} is missing; {REBUILD_HINT}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ReaderError(f"the reader's card {path} cannot be read ({exc}); {REBUILD_HINT}") from None
-    if not isinstance(data, dict) or data.get("format") != READER_FORMAT:
-        found = data.get("format") if isinstance(data, dict) else None
-        raise ReaderError(f"{path} is not a {READER_FORMAT} card (format {found!r}); {REBUILD_HINT}")
+    if not isinstance(data, dict) or (data.get("format"), data.get("version")) != (READER_FORMAT, READER_VERSION):
+        found = (data.get("format"), data.get("version")) if isinstance(data, dict) else None
+        raise ReaderError(
+            f"{path} is not a {READER_FORMAT} card of version {READER_VERSION} (found {found!r}); {REBUILD_HINT}"
+        )
     try:
         card = ReaderCard(
-            onnx=str(data["onnx"]), sha256=str(data["sha256"]), tokenizer=str(data["tokenizer"]),
+            onnx=str(data["file"]), sha256=str(data["sha256"]), tokenizer=str(data["tokenizer"]),
             max_length=int(data["max_length"]),
             weight=float(data["blend"]["reader_weight"]) if "blend" in data else None,
             calibrations={

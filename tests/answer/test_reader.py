@@ -19,7 +19,7 @@ needs_model = pytest.mark.skipif(not SHIPPED, reason="qa/models/reader.json is n
 def write_card(folder: Path, onnx: bytes, **fields) -> Path:
     """A card beside an ONNX file holding ``onnx``; ``fields`` override the card's entries."""
     (folder / "reader-int8.onnx").write_bytes(onnx)
-    card = {"format": READER_FORMAT, "onnx": "reader-int8.onnx", "sha256": hashlib.sha256(onnx).hexdigest(),
+    card = {"format": READER_FORMAT, "version": 1, "file": "reader-int8.onnx", "sha256": hashlib.sha256(onnx).hexdigest(),
             "tokenizer": TOKENIZER_MODEL, "max_length": 128, "blend": {"reader_weight": 1.0},
             "calibrations": {"m": {"abstain_below": 0.5, "show_within": None}}}
     card.update(fields)
@@ -90,7 +90,7 @@ def test_an_uncalibrated_card_gives_no_scorer(tmp_path):
     card = json.loads(DEFAULT_READER.read_text())
     for name in ("blend", "calibrations", "calibration_report"):
         card.pop(name, None)
-    shutil.copy(DEFAULT_READER.parent / card["onnx"], tmp_path / card["onnx"])
+    shutil.copy(DEFAULT_READER.parent / card["file"], tmp_path / card["file"])
     (tmp_path / "reader.json").write_text(json.dumps(card))
     reader = Reader(tmp_path / "reader.json")
     with pytest.raises(ReaderError) as err:
