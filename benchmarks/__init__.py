@@ -7,6 +7,8 @@ one script per measurement, each run from the repository root as ``python -m ben
 * ``rebuild``: adding and removing one article on the whole RealTime QA corpus;
 * ``rtqa``: answer quality on RealTime QA 2022 against two baselines;
 * ``quote_length``: quote length settings on the ranker's training weeks;
+* ``sentence_select``: answer-sentence selection (MAP, MRR, P@1) on WikiQA, TrecQA or SelQA files;
+* ``scorer_latency``: warm answer latency of each quote scorer on one index, side by side;
 * ``plots``: the figures in docs/ from result files.
 
 Results are JSON files in ``benchmarks/results/`` named by what they measured. ``qa`` never imports this

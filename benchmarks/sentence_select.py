@@ -70,7 +70,9 @@ def read_questions(path: Path, fmt: str) -> list[Question]:
             data = json.load(fh)
             out = []
             for n, item in enumerate(data):
-                answers = {int(a) for a in str(item.get("answers", "")).replace(",", " ").split() if a.strip().isdigit()}
+                raw = item.get("answers", [])  # a JSON list of indices, or the same as a string
+                tokens = raw if isinstance(raw, list) else str(raw).replace(",", " ").strip("[]").split()
+                answers = {int(a) for a in tokens if str(a).strip().isdigit()}
                 cands = tuple(str(c) for c in item["candidates"])
                 labels = tuple(int(i in answers) for i in range(len(cands)))
                 out.append(Question(str(item.get("id", n)), str(item["question"]), cands, labels))
