@@ -40,12 +40,20 @@ from benchmarks.harness import (
 )
 
 WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
+#: Candidate passages compared: the bot's default (8) and more (the reader may pick well from more).
+PASSAGES = (8, 12)
 
 
-def collect(data: Path, work: Path, backend: str, weeks_count: int | None, stride: int, card: Path) -> list[dict]:
-    """One record per question run: candidates with hand scores, reader logits, labels, echo flags."""
+def first_passages(run: dict, passages: int) -> dict:
+    """The run as if only the best ``passages`` chunks had fed candidates (they come in hit order: a prefix)."""
+    n = int((run["chunk_rank"] < passages).sum())
+    return {**run, **{key: run[key][:n] for key in ("hand", "echo", "logit", "label", "chunk_rank")},
+            "cands": run["cands"][:n]}
+
+
+def collect(data: Path, work: Path, backend: str, weeks_count: int | None, stride: int) -> list[dict]:
+    """One record per question run: its candidates with hand scores, echo flags, labels and chunk ranks."""
     from qa.answer.quotes import AnswerSettings, grown_span, rank_candidates
-    from qa.answer.reader import Reader
     from qa.answer.retrieve import RetrieveSettings, retrieve
     from qa.answer.scorers import HandScorer
     from qa.embed.factory import get_embedder
@@ -53,8 +61,7 @@ def collect(data: Path, work: Path, backend: str, weeks_count: int | None, strid
 
     questions = read_questions(data)
     weeks = chosen_weeks(questions, weeks_count, stride)
-    reader = Reader(card)
-    settings = AnswerSettings()
+    settings = AnswerSettings(passages=max(PASSAGES))
     runs: list[dict] = []
     embedder = None
     started = time.perf_counter()
@@ -74,12 +81,21 @@ def collect(data: Path, work: Path, backend: str, weeks_count: int | None, strid
                 runs.append({
                     "question": q["q"], "golds": golds, "answerable": answerable, "cands": cands,
                     "hand": np.array([c.score for c in cands]), "echo": np.array([c.echo for c in cands]),
-                    "logit": reader.score(q["q"], [c.text for c in cands]).astype(np.float64),
                     "label": np.array([answerable and has_gold(s, golds) for s in shown]),
+                    "chunk_rank": np.array([c.hit.rank for c in cands]),
                 })
         print(f"week {week} ({n}/{len(weeks)}): {len(runs)} runs so far, {time.perf_counter() - started:.0f}s",
               file=sys.stderr, flush=True)
     return runs
+
+
+def read_all(runs: list[dict], card: Path) -> None:
+    """Add the reader's logit of every candidate to each run."""
+    from qa.answer.reader import Reader
+
+    reader = Reader(card)
+    for run in runs:
+        run["logit"] = reader.score(run["question"], [c.text for c in run["cands"]]).astype(np.float64)
 
 
 def blended(run: dict, weight: float) -> np.ndarray:
@@ -141,33 +157,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stride", type=int, default=WEEK_STRIDE, help="every N-th week, as the week indexes were built")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    runs = collect(args.data, args.work, args.backend, args.weeks, args.stride, args.card)
+    runs = collect(args.data, args.work, args.backend, args.weeks, args.stride)
+    read_all(runs, args.card)
+    weeks = chosen_weeks(read_questions(args.data), args.weeks, args.stride)
+    command = f"python -m training.reader.calibrate --data DATA --card {args.card} --stride {args.stride}"
+    calibrate(runs, args.card, weeks, command, started)
+    return 0
+
+
+def calibrate(runs: list[dict], card_path: Path, weeks: Sequence[str], command: str, started: float) -> dict:
+    """Choose passages, blend weight and thresholds on ``runs`` and write them into the card at ``card_path``."""
     grid = []
-    for w in WEIGHTS:
-        r1, r3, chars = recall(runs, w)
-        grid.append({"reader_weight": w, "recall@1": round(r1, 3), "recall@3": round(r3, 3), "chars": round(chars)})
-        print(f"w={w:<5} recall@1 {r1:.3f} recall@3 {r3:.3f} chars {chars:.0f}", file=sys.stderr, flush=True)
-    best = max(grid, key=lambda g: (g["recall@1"], g["recall@3"], -g["reader_weight"]))
-    chosen = thresholds(runs, best["reader_weight"])
+    for passages in PASSAGES:
+        sub = [first_passages(r, passages) for r in runs]
+        for w in WEIGHTS:
+            r1, r3, chars = recall(sub, w)
+            grid.append({"passages": passages, "reader_weight": w, "recall@1": round(r1, 3), "recall@3": round(r3, 3),
+                         "chars": round(chars)})
+            print(f"passages {passages} w={w:<5} recall@1 {r1:.3f} recall@3 {r3:.3f} chars {chars:.0f}",
+                  file=sys.stderr, flush=True)
+    # the bot's 8 passages unless more of them gain a point of recall@1
+    at8 = max((g for g in grid if g["passages"] == 8), key=lambda g: (g["recall@1"], g["recall@3"], -g["reader_weight"]))
+    best = max(grid, key=lambda g: (g["recall@1"], g["recall@3"], -g["passages"], -g["reader_weight"]))
+    best = best if best["recall@1"] >= at8["recall@1"] + 0.01 else at8
+    chosen = thresholds([first_passages(r, best["passages"]) for r in runs], best["reader_weight"])
     from qa.settings import DEFAULT_MODEL
 
-    card = json.loads(args.card.read_text(encoding="utf-8"))
-    card["blend"] = {"reader_weight": best["reader_weight"], "hand_weight": 1.0}
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    card["blend"] = {"reader_weight": best["reader_weight"], "hand_weight": 1.0, "passages": best["passages"]}
     calibration = {"abstain_below": chosen["abstain_below"], "show_within": chosen["show_within"]}
     card["calibrations"] = {DEFAULT_MODEL: calibration, DEFAULT_MODEL + "@int8": calibration}
-    weeks = chosen_weeks(read_questions(args.data), args.weeks, args.stride)
     card["calibration_report"] = {
         "data": "RealTime QA 2024-2026", "weeks": weeks, "runs": len(runs),
         "answerable_runs": sum(r["answerable"] for r in runs), "grid": grid, "chosen": {**best, **chosen},
         "seconds": round(time.perf_counter() - started),
-        "command": f"python -m training.reader.calibrate --data DATA --card {args.card} --stride {args.stride}",
+        "command": command,
     }
-    tmp = args.card.with_suffix(".json.tmp")
+    tmp = card_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, args.card)
+    os.replace(tmp, card_path)
     print(json.dumps(card["calibration_report"]["chosen"]), flush=True)
     print(f"calibrated in {time.perf_counter() - started:.0f}s", file=sys.stderr)
-    return 0
+    return card
 
 
 if __name__ == "__main__":
