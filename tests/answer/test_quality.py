@@ -93,7 +93,7 @@ Cyclists will have to dismount on the bridge until the ramps are finished in the
 
 
 @pytest.fixture(scope="module")
-def bridge_bot(tmp_path_factory, real_embedder):
+def bridge_bot(tmp_path_factory, real_embedder, bundled_articles):
     """The bundled articles plus a short local story about a bridge opening, indexed with the real model."""
     import shutil
 
@@ -101,7 +101,7 @@ def bridge_bot(tmp_path_factory, real_embedder):
     from qa.index.build import build_index
 
     folder = tmp_path_factory.mktemp("bridge") / "articles"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "articles", folder)
+    shutil.copytree(bundled_articles, folder)
     (folder / "bridge.txt").write_text(BRIDGE_STORY, encoding="utf-8")
     build_index([folder], folder.parent / "index", embedder=real_embedder)
     return Bot.load(folder.parent / "index", embedder=real_embedder)

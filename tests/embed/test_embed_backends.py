@@ -115,12 +115,12 @@ def onnx_cache(tmp_path_factory):
 def texts() -> list[str]:
     """Chunk-sized passages of the bundled articles plus short questions."""
     from qa.ingest.chunk import chunk_article
-    from conftest import load_paths
+    from conftest import bundled_articles_dir, load_paths
     from qa.settings import ChunkSettings
 
     counter = SentenceTransformerEmbedder()
     out = []
-    for article in load_paths([ROOT / "articles"]).articles:
+    for article in load_paths([bundled_articles_dir()]).articles:
         out += [c.text for c in chunk_article(article, ChunkSettings(), counter.count_tokens)]
     rows = [json.loads(line) for line in (ROOT / "tests" / "questions.jsonl").read_text().splitlines() if line.strip()]
     questions = [row.get("q") or row["turns"][0] for row in rows]
@@ -169,7 +169,9 @@ def test_an_int8_index_is_opened_with_int8_vectors(onnx_cache, tmp_path):
     from qa.embed.onnx import OnnxEmbedder
     from qa.index.reader import read_manifest
 
-    build_index([ROOT / "articles"], tmp_path / "index", embedder=get_embedder(backend="onnx-int8"))
+    from conftest import bundled_articles_dir
+
+    build_index([bundled_articles_dir()], tmp_path / "index", embedder=get_embedder(backend="onnx-int8"))
     assert read_manifest(tmp_path / "index").model == DEFAULT_MODEL + INT8_SUFFIX
     bot = Bot.load(tmp_path / "index")
     assert isinstance(bot.embedder, OnnxEmbedder) and bot.embedder.int8

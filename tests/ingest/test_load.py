@@ -17,7 +17,6 @@ from qa.ingest.formats import SUPPORTED_SUFFIXES, LoadError
 from qa.ingest.load import load_file
 from qa.ingest.readers.text import decode_text
 
-ARTICLES = Path(__file__).resolve().parents[2] / "articles"
 BODY = (
     "The city council voted on Tuesday to expand the tram network, adding twelve new stops "
     "along the river by the end of next year."
@@ -55,8 +54,8 @@ BUNDLED_BOILERPLATE = {"Sorting by", "×", "Advertisements", "4 hours ago", "2 m
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED))
-def test_bundled_article_title_author_and_clean_body(name: str) -> None:
-    path = ARTICLES / name
+def test_bundled_article_title_author_and_clean_body(name: str, bundled_articles: Path) -> None:
+    path = bundled_articles / name
     article = only(load_file(path))
     title, author = BUNDLED[name]
     assert article.title == title
@@ -73,8 +72,8 @@ def test_bundled_article_title_author_and_clean_body(name: str) -> None:
     assert len(article.text) > 2000
 
 
-def test_bundled_folder_loads_both_in_sorted_order() -> None:
-    result = load_paths([ARTICLES])
+def test_bundled_folder_loads_both_in_sorted_order(bundled_articles: Path) -> None:
+    result = load_paths([bundled_articles])
     assert [Path(a.source).name for a in result.articles] == sorted(BUNDLED)
     assert result.skipped == ()
 
