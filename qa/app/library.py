@@ -203,6 +203,8 @@ class Library:
         embedder = self.embedder()
         report = build_index([self.articles_dir], self.index_dir, embedder=_build_embedder(embedder),
                              progress=progress)
+        for message in report.skipped:  # the server log's copy of the status line's list, one line each
+            log.info("skipped %s", message)
         if self._bot is None:
             self._bot = Bot.load(self.index_dir, embedder=embedder)
         else:

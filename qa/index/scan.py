@@ -84,7 +84,7 @@ def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Sca
             try:
                 loaded = load_file(path)
             except LoadError as exc:
-                log.warning("skipped %s", exc)
+                log.debug("skipped %s", exc)
                 skipped.append(str(exc))
                 continue
             articles, line_skips = loaded.articles, list(loaded.skipped)
@@ -94,12 +94,12 @@ def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Sca
                 sources[key] = SourceEntry(st.st_size, st.st_mtime_ns, digest, now, tuple(a.id for a in articles),
                                            tuple(_printable(m) for m in line_skips))
         for message in line_skips:
-            log.warning("skipped %s", message)
+            log.debug("skipped %s", message)
             skipped.append(message)
         for item in found:
             if item.source in seen_sources:
                 message = f"{path}: {item.source} was already loaded; duplicate skipped"
-                log.warning("skipped %s", message)
+                log.debug("skipped %s", message)
                 skipped.append(message)
                 continue
             seen_sources.add(item.source)

@@ -99,6 +99,46 @@ def test_build_over_bad_files_names_each_skip_once(tmp_path: Path, qa):
     assert all(line.startswith("qa: skipped bad/") for line in lines), proc.stderr
 
 
+@pytest.fixture
+def terminal_logging():
+    """``with terminal_logging():`` the CLI's own logging set-up as in a terminal (pytest's handlers set aside)."""
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def terminal():
+        root = logging.getLogger()
+        saved, level = root.handlers[:], root.level
+        root.handlers = []
+        try:
+            yield
+        finally:
+            for handler in root.handlers:
+                handler.close()
+            root.handlers, root.level = saved, level
+
+    return terminal
+
+
+def test_build_reports_each_skipped_file_once_in_one_format(tmp_path: Path, qa, terminal_logging):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Bridge Opens\n\nThe new bridge opened on Monday.\n", encoding="utf-8")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blob.txt").write_bytes(b"\x00\x01\x02" * 50)
+    (folder / "stray.bin").write_bytes(b"\x00\x01\x02")
+    (folder / "feed.jsonl").write_text('{"text": "A ferry ran."}\nnot json\n', encoding="utf-8")
+    with terminal_logging():
+        proc = qa("build", "bad", "--model", "hash", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    for name in ("empty.txt", "blob.txt", "stray.bin", "feed.jsonl"):
+        assert sum(name in line for line in lines) == 1, proc.stderr
+    assert len(lines) == 4, proc.stderr
+    for line in lines:  # "qa: skipped PATH: reason", the path then a colon, every time
+        assert re.match(r"qa: skipped bad/[\w.]+(: line \d+)?: \w", line), line
+
+
 def test_ask_json_contract(built: Path, qa):
     proc = qa("ask", "How many troops has North Korea provided to Russia?", "--json", "-k", "2", cwd=built)
     assert proc.returncode == 0, proc.stderr

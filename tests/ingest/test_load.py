@@ -457,7 +457,7 @@ def test_decode_text_falls_back_for_undecodable_bytes() -> None:
 
 def test_empty_file(tmp_path: Path) -> None:
     path = write(tmp_path / "empty.txt", "")
-    with pytest.raises(LoadError, match=r"empty\.txt is empty"):
+    with pytest.raises(LoadError, match=r"empty\.txt: empty file"):
         load_file(path)
 
 
@@ -470,13 +470,13 @@ def test_only_boilerplate_is_nothing_left(tmp_path: Path) -> None:
 def test_binary_file_with_txt_extension(tmp_path: Path) -> None:
     path = tmp_path / "image.txt"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
-    with pytest.raises(LoadError, match=r"image\.txt looks binary"):
+    with pytest.raises(LoadError, match=r"image\.txt: looks binary"):
         load_file(path)
 
 
 def test_oversized_file(tmp_path: Path) -> None:
     path = write(tmp_path / "big.txt", BODY * 50)
-    with pytest.raises(LoadError, match=r"big\.txt is .* MB, over the 0\.001 MB limit"):
+    with pytest.raises(LoadError, match=r"big\.txt: .* MB, over the 0\.001 MB limit"):
         load_file(path, max_file_bytes=1000)
     result = load_paths([path], max_file_bytes=1000)
     assert result.articles == () and "big.txt" in result.skipped[0]
