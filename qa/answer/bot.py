@@ -40,10 +40,16 @@ class AskError(QAError, ValueError):
 
 
 def _user_turns(history: Sequence[Any]) -> list[str]:
-    """Earlier questions from a history of strings, (user, bot) pairs or chat messages."""
+    """Earlier questions from a history of strings, ``Answer`` records, (user, bot) pairs or chat messages.
+
+    An abstained ``Answer`` is left out: a follow-up borrows only from turns that were answered.
+    """
     out = []
     for turn in history or ():
-        if isinstance(turn, str):
+        if isinstance(turn, Answer):
+            if not turn.abstained:
+                out.append(turn.question)
+        elif isinstance(turn, str):
             out.append(turn)
         elif isinstance(turn, dict):
             if turn.get("role") == "user":
@@ -146,7 +152,7 @@ class Bot:
             return True
 
     def ask(self, question: str, history: Sequence[Any] = (), *, k: int = DEFAULT_K) -> Answer:
-        """Answer ``question`` with exact quotes; ``history`` holds the earlier turns."""
+        """Answer ``question`` with exact quotes; ``history`` holds the earlier answered turns (or their ``Answer``s)."""
         started = time.perf_counter()
         text, notice = clean_question(question)
         if k < 1:

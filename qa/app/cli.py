@@ -184,7 +184,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             else:
                 print(f"qa: {exc}", file=sys.stderr)
             continue
-        history.append(answer.question)
+        if not answer.abstained:  # a follow-up borrows only from answered turns
+            history.append(answer.question)
         if args.json:
             _emit(answer.to_json())
         else:

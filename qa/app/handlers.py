@@ -52,7 +52,8 @@ class Handlers:
             )
         else:
             chat[-1:] = answer_messages(answer)
-            asked = [*asked, answer.question]
+            if not answer.abstained:  # a follow-up borrows only from answered turns
+                asked = [*asked, answer.question]
         yield chat, asked, ""
 
     def filter_table(self, query: str) -> str:

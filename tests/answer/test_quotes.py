@@ -275,3 +275,26 @@ def test_the_bot_shows_what_it_searched(hash_bot):
     assert answer.to_json()["searched"] == answer.searched
     plain = hash_bot.ask("How many troops did North Korea send to Russia?")
     assert plain.to_json()["searched"] == plain.question
+
+
+@pytest.mark.parametrize("question", ["x" * 2_000, "xxxxxxxxxxxx troops", "banana", "weather Paris banana asdfgh qwerty"])
+def test_a_question_that_stands_on_its_own_borrows_nothing(question):
+    history = ["How many troops did North Korea send to Russia?"]
+    assert not needs_context(question)
+    assert contextualize(question, history) == question
+
+
+def test_vague_follow_ups_still_borrow():
+    history = ["How many troops did North Korea send to Russia?"]
+    for question in ("Tell me more", "Why?", "Details?", "And then?"):
+        assert contextualize(question, history) == f"{question} (many troops North Korea send Russia)"
+
+
+def test_a_follow_up_borrows_only_from_the_last_answered_turn(hash_bot):
+    from qa.records import Answer
+
+    answered = hash_bot.ask("How many troops did North Korea send to Russia?")
+    assert not answered.abstained
+    nonsense = Answer("weather Paris banana asdfgh qwerty", ABSTAIN_TEXT, (), abstained=True)
+    follow = hash_bot.ask("Tell me more", history=[answered, nonsense, nonsense])
+    assert follow.searched == "Tell me more (many troops North Korea send Russia)"

@@ -180,6 +180,16 @@ def test_chat_answers_each_line_in_one_conversation(built: Path, qa):
     assert "North Korea" in lines[1]["searched"] and lines[1]["searched"] != lines[1]["question"]
 
 
+def test_chat_follow_ups_borrow_only_from_the_last_answered_turn(built: Path, qa):
+    questions = [TROOPS, "Who won the 2022 World Cup final in Qatar?", "xyzzy plugh frobnicate", "Tell me more"]
+    proc = qa("chat", "--json", cwd=built, stdin="\n".join(questions) + "\n")
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [a["abstained"] for a in answers[:3]] == [False, True, True]
+    assert answers[2]["searched"] == "xyzzy plugh frobnicate"  # stands on its own: nothing borrowed
+    assert answers[3]["searched"] == "Tell me more (many troops North Korea send Russia)"
+
+
 def test_info_shows_the_index(built: Path, qa):
     proc = qa("info", cwd=built)
     assert proc.returncode == 0, proc.stderr

@@ -266,6 +266,17 @@ def test_the_cli_and_the_chat_number_citations_alike(library):
     assert [int(line[1 : line.index("]")]) for line in footer] == sorted(set(numbers))
 
 
+def test_the_chat_borrows_only_from_answered_turns(library):
+    from qa.app.handlers import Handlers
+
+    on = Handlers(library)
+    chat, asked = [], []
+    for question in (TROOPS, "xyzzy plugh frobnicate", "x" * 100_000 + " troops"):
+        *_, (chat, asked, _) = on.respond(question, chat, asked)
+    assert asked == [TROOPS]  # the unanswered turns are not there to borrow from
+    assert library.ask("Tell me more", asked).searched == "Tell me more (many troops North Korea send Russia)"
+
+
 def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
     from qa.app.handlers import Handlers
 
