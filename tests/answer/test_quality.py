@@ -117,3 +117,10 @@ def test_an_unrelated_article_does_not_pad_the_answer(bridge_bot):
 def test_the_bridge_story_does_not_crowd_out_the_north_korea_answers(bridge_bot):
     answer = bridge_bot.ask("How many troops has North Korea provided to Russia?", k=3)
     assert "10,000" in answer.quotes[0].text and not any(q.source.endswith("bridge.txt") for q in answer.quotes)
+
+
+def test_an_unrelated_quote_does_not_pad_a_follow_up(real_bot):
+    first = real_bot.ask("How many troops did North Korea send to Russia?")
+    follow = real_bot.ask("What might it get in return?", history=[first])
+    assert "advanced weaponry" in follow.quotes[0].text
+    assert not any("calling out the U.S." in q.text for q in follow.quotes), follow.text
