@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -28,8 +29,12 @@ from qa.errors import QAError
 from qa.app.folder import MAX_UPLOAD_BYTES, ArticlesFolder
 from qa.app.rebuilder import Progress, Rebuilder, RebuildStatus
 from qa.records import Answer, Article, BuildReport
+from qa.text import counted
 
 log = logging.getLogger(__name__)
+
+#: The "run `qa build ...`" advice of an index error: the server builds by itself, so its log leaves it out.
+_RUN_HINT = re.compile(r"[:;] (?:run|rebuild it with) `qa build[^`]*`.*$")
 
 #: How often a question checks whether another process committed a newer index.
 REFRESH_EVERY_SECONDS = 5.0
@@ -118,16 +123,27 @@ class Library:
         else:
             self._open()
 
-    def _open(self) -> None:
-        """Load the index in the index folder, if there is a usable one."""
+    def _open(self, *, building: bool = False) -> None:
+        """Load the index in the index folder, if there is a usable one; ``building``: a build follows at once."""
         from qa.answer.bot import Bot
-        from qa.index.reader import IndexLoadError
+        from qa.index.reader import IndexLoadError, IndexMissing
 
         try:
             self._bot = Bot.load(self.index_dir, embedder=self.embedder())
-            log.info("serving index %s/ (%d articles)", self.index_dir, len(self._bot.index.articles))
+            log.info("serving index %s/ (%s)", self.index_dir, counted(len(self._bot.index.articles), "article"))
+        except IndexMissing:
+            if building and self.files():  # the user runs nothing: the build below makes it
+                log.info("no index in %s/ yet: building it from %s/", self.index_dir, self.articles_dir)
+            else:
+                log.info("no index in %s/ yet: add articles in the Articles tab or to %s/", self.index_dir,
+                         self.articles_dir)
         except IndexLoadError as exc:
-            log.info("no usable index yet: %s", exc)
+            why = _RUN_HINT.sub("", str(exc))
+            if building:
+                log.warning("cannot use the index in %s/ (%s): rebuilding it from %s/", self.index_dir, why,
+                            self.articles_dir)
+            else:
+                log.warning("cannot use the index in %s/: %s", self.index_dir, exc)
 
     def ask(self, question: str, history: Sequence[Any] = (), *, k: int = 3) -> Answer:
         """``Bot.ask`` on the current index; ``NoIndex`` while there is none."""
@@ -197,7 +213,7 @@ class Library:
             progress("model", 0, 1)
             self.embedder().encode(["warm up"])
             if self._bot is None:
-                self._open()
+                self._open(building=True)
         if self._bot is None and not self.files():
             return None  # nothing to build yet
         embedder = self.embedder()

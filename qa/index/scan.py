@@ -18,6 +18,7 @@ from qa.index.manifest import Manifest, SourceEntry
 from qa.ingest.formats import LoadError
 from qa.ingest.load import load_file
 from qa.records import Article, sha256_file
+from qa.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,8 @@ def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Sca
                 continue
             seen_sources.add(item.source)
             wanted.append(item)
-    log.info("%d articles from %d files (%d read, %d unchanged)", len(wanted), len(files), read, len(files) - read)
+    log.info("%s from %s (%d read, %d unchanged)", counted(len(wanted), "article"), counted(len(files), "file"), read,
+             len(files) - read)
     return Scan(wanted, sources, skipped, read)
 
 

@@ -190,6 +190,21 @@ def test_chat_follow_ups_borrow_only_from_the_last_answered_turn(built: Path, qa
     assert answers[3]["searched"] == "Tell me more (many troops North Korea send Russia)"
 
 
+def test_info_counts_in_words(tmp_path: Path, qa):
+    (tmp_path / "articles").mkdir()
+    (tmp_path / "articles" / "note.txt").write_text("Ferry\n\nThe Esk ferry ran at dawn.\n", encoding="utf-8")
+    assert qa("build", "--model", "hash", cwd=tmp_path).returncode == 0
+    out = qa("info", cwd=tmp_path).stdout
+    assert "1 chunks" not in out and "1 articles" not in out, out
+    assert re.search(r"^ +1 chunk +articles/note\.txt$", out, re.M), out
+
+
+def test_no_index_names_the_build_command_for_that_folder(tmp_path: Path, qa):
+    assert_one_line_error(qa("ask", TROOPS, cwd=tmp_path), "no index in index/ yet: run `qa build` to build it")
+    assert_one_line_error(qa("ask", TROOPS, "--index", "other", cwd=tmp_path), "run `qa build --index other/`")
+    assert_one_line_error(qa("info", "--index", "other/", cwd=tmp_path), "run `qa build --index other/`")
+
+
 def test_info_shows_the_index(built: Path, qa):
     proc = qa("info", cwd=built)
     assert proc.returncode == 0, proc.stderr

@@ -290,6 +290,16 @@ def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
     assert sorted(library.files()) == sorted(p.name for p in library.articles_dir.iterdir() if p.is_file())
 
 
+def test_rebuild_now_with_nothing_changed_says_the_index_is_up_to_date(library):
+    from qa.app.handlers import Handlers
+
+    on = Handlers(library)
+    on.rebuild_now()
+    assert library.wait(60).state == "done"
+    status, *_ = on.refresh(-1)
+    assert "The index is up to date: 2 articles" in status
+
+
 def test_after_a_change_the_status_line_follows_the_rebuild_to_its_end(library):
     from qa.app.handlers import Handlers
 
