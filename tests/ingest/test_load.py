@@ -541,3 +541,38 @@ def test_symlink_outside_folder_not_followed(tmp_path: Path) -> None:
     assert len(result.skipped) == 2
     assert all("not followed" in m for m in result.skipped)
     assert any("link.txt" in m for m in result.skipped) and any("linkdir" in m for m in result.skipped)
+
+
+# --- clean-up of uploads: the shapes the README promises -------------------------------------
+
+
+@pytest.mark.parametrize("byline", ["*By Tomas Ilves*", "_By Tomas Ilves_", "**By Tomas Ilves**", "*by* Tomas Ilves"])
+def test_a_markdown_emphasised_byline_is_the_author(tmp_path: Path, byline: str) -> None:
+    article = only(load_file(write(tmp_path / "ferry.md", f"# Ferry Returns\n\n{byline}\n\n{BODY}\n\n{BODY2}\n")))
+    assert article.author == "Tomas Ilves"
+    assert "Ilves" not in article.text and "*" not in article.text and article.text.startswith("The city council")
+
+
+@pytest.mark.parametrize("line, date", [
+    ("March 3, 2026", "March 3, 2026"), ("Tuesday, March 3, 2026", "Tuesday, March 3, 2026"),
+    ("3 March 2026", "3 March 2026"), ("2026-03-03", "2026-03-03"), ("Published: Mar. 3, 2026", "Mar. 3, 2026"),
+    ("Updated March 3, 2026 10:42 a.m.", "March 3, 2026 10:42 a.m."),
+])
+def test_a_lone_date_line_at_the_top_is_the_published_date(tmp_path: Path, line: str, date: str) -> None:
+    article = only(load_file(write(tmp_path / "trams.txt", f"Trams Return\n{line}\n\n{BODY}\n\n{BODY2}\n")))
+    assert article.title == "Trams Return" and article.published == date
+    assert article.text == f"{BODY}\n\n{BODY2}"
+
+
+def test_a_date_inside_the_body_stays(tmp_path: Path) -> None:
+    text = f"Trams Return\n\n{BODY}\n\nMarch 3, 2026\n\n{BODY2}\n"
+    article = only(load_file(write(tmp_path / "trams.txt", text)))
+    assert article.published == "" and "March 3, 2026" in article.text
+
+
+def test_an_html_newsletter_prompt_is_dropped(tmp_path: Path) -> None:
+    html = f"""<html><head><title>Ferry Returns</title></head><body><article><h1>Ferry Returns</h1>
+    <p>{BODY}</p><p>Newsletter: sign up for our daily briefing</p><p>{BODY2}</p>
+    <p>Sign up for our morning briefing</p></article></body></html>"""
+    article = only(load_file(write(tmp_path / "ferry.html", html)))
+    assert "briefing" not in article.text.lower() and BODY2 in article.text
