@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +34,6 @@ log = logging.getLogger(__name__)
 
 #: The "run `qa build ...`" advice of an index error: the server builds by itself, so its log leaves it out.
 _RUN_HINT = re.compile(r"[:;] (?:run|rebuild it with) `qa build[^`]*`.*$")
-
-#: How often a question checks whether another process committed a newer index.
-REFRESH_EVERY_SECONDS = 5.0
 
 
 class NoIndex(QAError):
@@ -83,7 +79,6 @@ class Library:
         self._embedder_lock = threading.Lock()
         self._bot = None
         self._warm_up = False
-        self._last_refresh = 0.0
         self._rebuilder = Rebuilder(self._build)
 
     @property
@@ -150,14 +145,17 @@ class Library:
         bot = self._bot
         if bot is None:
             raise NoIndex(f"no index yet: add articles to {self.articles_dir}/ and rebuild (or run qa build)")
-        now = time.monotonic()
-        if not self.status().running and now - self._last_refresh > REFRESH_EVERY_SECONDS:
-            self._last_refresh = now
-            try:  # another process (`qa build`) may have committed a newer index
+        if not self.status().running:
+            try:  # another process (`qa build`) may have committed a newer index: one stat tells
                 bot.refresh()
             except Exception as exc:  # noqa: BLE001 - keep answering from the index we have
                 log.warning("could not switch to the newer index: %s", exc)
         return bot.ask(question, history, k=k)
+
+    def version(self) -> str:
+        """Changes whenever what the page shows may have: a rebuild finished, or another index is served."""
+        bot = self._bot
+        return f"{self.status().generation}:{bot.index.build_id if bot is not None else ''}"
 
     def articles(self) -> list[ArticleRow]:
         """The articles of the current index, in the order of its manifest."""

@@ -94,7 +94,7 @@ def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "A
         )
         status = gr.HTML(status_html(library), elem_classes="qa-status", elem_id="qa-status")
         asked = gr.State([])
-        seen = gr.State(-1)
+        seen = gr.State("")
         last_removed = gr.State(None)
         timer = gr.Timer(1.0, active=False)
         with gr.Tabs():
@@ -162,7 +162,9 @@ def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "A
                         rebuild = gr.Button("Rebuild now", elem_id="qa-rebuild")
 
         quiet = {"api_visibility": "private", "show_progress": "hidden"}
-        chat_io = {"inputs": [box, chatbot, asked], "outputs": [chatbot, asked, box], "api_visibility": "private"}
+        # an answer also refreshes the status line (and the table, if an index built elsewhere was picked up)
+        chat_io = {"inputs": [box, chatbot, asked, seen, table_filter],
+                   "outputs": [chatbot, asked, box, status, table, pick, timer, seen], "api_visibility": "private"}
         for trigger in (box.submit, ask.click):
             # its own lane: an empty question never waits behind answers being computed
             trigger(check_question, box, None, concurrency_limit=None, **quiet).success(on.respond, **chat_io)

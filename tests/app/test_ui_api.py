@@ -272,9 +272,25 @@ def test_the_chat_borrows_only_from_answered_turns(library):
     on = Handlers(library)
     chat, asked = [], []
     for question in (TROOPS, "xyzzy plugh frobnicate", "x" * 100_000 + " troops"):
-        *_, (chat, asked, _) = on.respond(question, chat, asked)
+        *_, (chat, asked, *_) = on.respond(question, chat, asked)
     assert asked == [TROOPS]  # the unanswered turns are not there to borrow from
     assert library.ask("Tell me more", asked).searched == "Tell me more (many troops North Korea send Russia)"
+
+
+def test_an_index_built_in_another_terminal_answers_the_next_question_and_the_status_line_follows(library):
+    from qa.app.handlers import Handlers
+    from qa.index.build import build_index
+
+    on = Handlers(library)
+    *_, (chat, asked, _, status, *_, seen) = on.respond(TROOPS, [], [], -1, "")
+    assert "2 articles" in status
+    (library.articles_dir / "quay.txt").write_text("Quay\n\nThe Elsmere quay was rebuilt in granite in 1904.\n",
+                                                   encoding="utf-8")
+    build_index([library.articles_dir], library.index_dir, embedder=library.embedder())  # `qa build` elsewhere
+    question = "When was the Elsmere quay rebuilt in granite?"
+    *_, (chat, asked, _, status, table, files, _, seen) = on.respond(question, chat, asked, seen, "")
+    assert "1904" in chat[-2].content  # answered from the new index at once, not seconds later
+    assert "3 articles" in status and "Quay" in table and "quay.txt" in files["choices"]
 
 
 def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
