@@ -124,3 +124,13 @@ def test_an_unrelated_quote_does_not_pad_a_follow_up(real_bot):
     follow = real_bot.ask("What might it get in return?", history=[first])
     assert "advanced weaponry" in follow.quotes[0].text
     assert not any("calling out the U.S." in q.text for q in follow.quotes), follow.text
+
+
+def test_the_readme_quality_row_is_what_the_bot_scores(report):
+    """The README's bundled-questions row (recall@1, recall@3) is the measured one, not an older run's."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    row = re.search(r"^\| bundled articles, 42 own questions .*?\| qa \| ([\d.]+) \| ([\d.]+) \|", readme, re.M)
+    assert row, "README has no quality row for the bundled questions"
+    assert (float(row.group(1)), float(row.group(2))) == (round(report.recall[1], 3), round(report.recall[3], 3))

@@ -225,3 +225,20 @@ def test_plan_batches_cover_every_text_once_longest_first_and_match_encode():
 
     encode_sorted(texts, 16, 64, record)
     assert seen == [[texts[i] for i in b] for b in batches]
+
+
+def test_the_int8_export_keeps_only_the_file_it_uses(monkeypatch, tmp_path):
+    """The fp32 export is a step on the way to int8: ~/.cache/qa keeps only model-int8.onnx (58 MB, not 148)."""
+    import qa.embed.onnx_export as export
+
+    monkeypatch.setenv("QA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(export, "_export_fp32", lambda model_dir, target: target.write_bytes(b"fp32" * 100))
+    monkeypatch.setattr(export, "_quantize", lambda source, target: target.write_bytes(source.read_bytes()[:40]))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    path = export.exported_model(model_dir, int8=True)
+    assert path.name == "model-int8.onnx" and path.read_bytes() == b"fp32" * 10
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.startswith(".")) == ["model-int8.onnx",
+                                                                                           "source.json"]
+    assert export.exported_model(model_dir, int8=False).name == "model.onnx"  # fp32 on request: exported then
