@@ -177,7 +177,9 @@ def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "A
         refresh_io = {"inputs": [seen, table_filter], "outputs": [status, table, pick, timer, seen]}
         demo.load(on.refresh, **refresh_io, **quiet)
         timer.tick(on.refresh, **refresh_io, **quiet)
-        table_filter.input(on.filter_table, table_filter, table, trigger_mode="always_last", **quiet)
+        # .change, not .input: Gradio 6's Textbox sends no input event for Backspace, so an emptied box kept
+        # "No article matches the filter." until a reload
+        table_filter.change(on.filter_table, table_filter, table, trigger_mode="always_last", **quiet)
         change_out = [notice, status, timer]
         upload.upload(on.add_files, upload, [upload, *change_out], **quiet)
         paste.click(on.add_text, [paste_title, paste_text], [paste_title, paste_text, *change_out], **quiet)
