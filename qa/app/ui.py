@@ -75,9 +75,51 @@ table.qa-articles td.qa-col-source {color: var(--body-text-color-subdued)}
 """
 
 
+#: Keeps the chat scrolled to its end while an answer grows (Gradio's own autoscroll stopped short of the
+#: Sources block and clipped its last line), unless the reader scrolled up; asking again follows the chat.
+CHAT_SCROLL_JS = """
+() => {
+  if (window.__qaFollow) return;
+  window.__qaFollow = true;
+  let follow = true, touched = 0, queued = false;
+  const inChat = (node) => node && node.closest && node.closest('#qa-chat');
+  const box = () => document.querySelector('#qa-chat .bubble-wrap') || [...document.querySelectorAll('#qa-chat *')].find(
+    e => e.scrollHeight > e.clientHeight && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY));
+  const toEnd = () => {
+    queued = false;
+    const b = follow && box();
+    if (b && b.scrollHeight - b.scrollTop - b.clientHeight > 1) b.scrollTop = b.scrollHeight;
+  };
+  let settle = 0;
+  const later = () => {
+    if (!queued) { queued = true; requestAnimationFrame(toEnd); }
+    clearTimeout(settle);  // once Gradio's smooth scroll and the Sources block have settled, check again
+    settle = setTimeout(toEnd, 600);
+  };
+  for (const kind of ['wheel', 'touchmove', 'pointerdown', 'keydown']) {
+    document.addEventListener(kind, (e) => { if (inChat(e.target)) touched = Date.now(); }, {passive: true, capture: true});
+  }
+  document.addEventListener('scroll', (e) => {
+    if (!inChat(e.target)) return;
+    const b = e.target;
+    if (Date.now() - touched < 1000) follow = b.scrollHeight - b.scrollTop - b.clientHeight < 8;
+    else later();  // Gradio's own scroll stops at the answer's start: go on to its end
+  }, {capture: true});
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && e.target.closest && e.target.closest('#qa-question')) follow = true;
+  }, true);
+  document.addEventListener('click', (e) => {
+    if (e.target.closest && e.target.closest('#qa-ask, #qa-examples')) follow = true;
+  }, true);
+  new MutationObserver((records) => { if (records.some(r => inChat(r.target))) later(); })
+    .observe(document.body, {childList: true, subtree: true, characterData: true});
+}
+"""
+
+
 def launch_options() -> dict[str, Any]:
-    """The look of the app, passed to ``Blocks.launch`` (Gradio 6 takes theme and css there)."""
-    return {"theme": gr.themes.Soft(), "css": CSS}
+    """The look of the app, passed to ``Blocks.launch`` (Gradio 6 takes theme, css and js there)."""
+    return {"theme": gr.themes.Soft(), "css": CSS, "js": CHAT_SCROLL_JS}
 
 
 def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "Ask the articles") -> gr.Blocks:
