@@ -69,3 +69,8 @@ def _add(text: str, lo: int, hi: int, spans: list[tuple[int, int]]) -> None:
 def collapse_whitespace(text: str) -> str:
     """Runs of whitespace become one space; used to compare quotes with source files."""
     return _WS.sub(" ", text).strip()
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``n`` and the noun in the right number: ``1 article``, ``2 articles``, ``1,200 passages``."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -9,18 +9,25 @@ load test, the SIGKILL series), ``ray``. The fast tier is
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
 import os
 import shutil
 import socket
-import stat
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from qa.app.examples import BUNDLED_SHA256
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
-ARTICLES = ROOT / "articles"
+#: The user's own articles folder: never read by a test, only the shipped files are copied out of it (or out of git).
+LIVE_ARTICLES = ROOT / "articles"
 TROOPS = "How many troops did North Korea send to Russia?"
 
 
@@ -58,12 +65,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def writable_copy(dst: Path) -> Path:
-    """A copy of the bundled articles at ``dst`` that the test may change."""
-    shutil.copytree(ARTICLES, dst)
-    for path in dst.iterdir():
-        path.chmod(path.stat().st_mode | stat.S_IWUSR)
+def _shipped_bytes(name: str, digest: str) -> bytes:
+    """The shipped bytes of bundled article ``name``: the checkout's file if unchanged, else git's committed copy."""
+    try:
+        data = (LIVE_ARTICLES / name).read_bytes()
+        if hashlib.sha256(data).hexdigest() == digest:
+            return data
+    except OSError:
+        pass
+    try:
+        data = subprocess.run(["git", "-C", str(ROOT), "show", f"HEAD:articles/{name}"],
+                              capture_output=True, check=True, timeout=30).stdout
+        if hashlib.sha256(data).hexdigest() == digest:
+            return data
+    except (OSError, subprocess.SubprocessError):
+        pass
+    raise RuntimeError(f"the shipped articles/{name} is neither in the checkout nor in git HEAD as BUNDLED_SHA256 says")
+
+
+def make_bundled_copy(dst: Path) -> Path:
+    """Write the shipped articles (only the files ``BUNDLED_SHA256`` names, byte for byte) into a new folder ``dst``."""
+    dst.mkdir(parents=True)
+    for name, digest in sorted(BUNDLED_SHA256.items()):
+        (dst / name).write_bytes(_shipped_bytes(name, digest))
     return dst
+
+
+@functools.cache
+def bundled_articles_dir() -> Path:
+    """One pristine copy of the shipped articles per test session, apart from the user's ``articles/``."""
+    parent = Path(tempfile.mkdtemp(prefix="qa-bundled-"))
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    return make_bundled_copy(parent / "articles")
+
+
+def writable_copy(dst: Path) -> Path:
+    """A copy of the shipped articles at ``dst`` that the test may change."""
+    shutil.copytree(bundled_articles_dir(), dst)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def bundled_articles() -> Path:
+    """The shipped articles, pristine; read them, never change them (``corpus`` is a copy to change)."""
+    return bundled_articles_dir()
 
 
 @pytest.fixture
@@ -99,12 +144,12 @@ def real_embedder():
 
 
 @pytest.fixture(scope="session")
-def real_index(tmp_path_factory, real_embedder) -> Path:
+def real_index(tmp_path_factory, real_embedder, bundled_articles) -> Path:
     """The bundled articles indexed with the real model, once per session."""
     from qa.index.build import build_index
 
     index_dir = tmp_path_factory.mktemp("real") / "index"
-    build_index([ARTICLES], index_dir, embedder=real_embedder)
+    build_index([bundled_articles], index_dir, embedder=real_embedder)
     return index_dir
 
 

@@ -5,7 +5,8 @@
     answer = bot.ask("And in return?", history=["How many troops did North Korea send?"])
 
 ``Bot.refresh()`` switches to a newer committed index without a restart; a
-question in flight keeps the index it started with.
+question in flight keeps the index it started with. Checking costs one ``stat``
+of the manifest (every commit replaces it), so it can run before every question.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from qa.answer.factory import scorer_for
 from qa.records import Answer
 from qa.answer.retrieve import RetrieveSettings, retrieve
 from qa.settings import MAX_QUESTION_CHARS, abstain_below_from_env, default_index_dir, ranker_from_env
-from qa.index.reader import IndexLoadError, load_index, read_manifest
+from qa.index.reader import IndexLoadError, load_index, manifest_stamp, read_manifest
 from qa.index.searchable import Index
 
 log = logging.getLogger(__name__)
@@ -40,10 +41,16 @@ class AskError(QAError, ValueError):
 
 
 def _user_turns(history: Sequence[Any]) -> list[str]:
-    """Earlier questions from a history of strings, (user, bot) pairs or chat messages."""
+    """Earlier questions from a history of strings, ``Answer`` records, (user, bot) pairs or chat messages.
+
+    An abstained ``Answer`` is left out: a follow-up borrows only from turns that were answered.
+    """
     out = []
     for turn in history or ():
-        if isinstance(turn, str):
+        if isinstance(turn, Answer):
+            if not turn.abstained:
+                out.append(turn.question)
+        elif isinstance(turn, str):
             out.append(turn)
         elif isinstance(turn, dict):
             if turn.get("role") == "user":
@@ -99,6 +106,7 @@ class Bot:
         # the sentence scorer, read once: a missing or broken ranker file is a RankerError here, not mid-answer
         self.scorer = scorer_for(embedder.name, ranker=self.answer_settings.ranker)
         self._swap = threading.Lock()
+        self._stamp = manifest_stamp(index.folder)  # the manifest file this index was read from (``refresh``)
 
     @classmethod
     def load(
@@ -117,28 +125,40 @@ class Bot:
             expected = canonical_model_name(model)
         else:
             expected = None
+        stamp = manifest_stamp(index_dir)  # before reading: a commit meanwhile is seen by the next refresh
         index = load_index(index_dir, model=expected)
         embedder = embedder or get_embedder(index.manifest.model)
-        return cls(index, embedder, **settings)
+        bot = cls(index, embedder, **settings)
+        bot._stamp = stamp
+        return bot
 
     @property
     def index(self) -> Index:
         return self._index
 
     def refresh(self) -> bool:
-        """Load the folder's index if a newer one was committed; True if it switched."""
+        """Load the folder's index if a newer one was committed; True if it switched.
+
+        Cheap when nothing was committed: the manifest file's identity (inode, mtime, size) is compared first.
+        """
         folder = self._index.folder
+        stamp = manifest_stamp(folder)
+        if stamp is None or stamp == self._stamp:
+            return False
         try:
             build_id = read_manifest(folder).build_id
         except IndexLoadError:  # a missing or broken manifest: keep serving what we have
             return False
         if build_id == self._index.build_id:
+            self._stamp = stamp
             return False
         with self._swap:
             try:
                 if read_manifest(folder).build_id == self._index.build_id:
+                    self._stamp = stamp
                     return False
                 self._index = load_index(folder, model=self.embedder.name)
+                self._stamp = stamp
             except IndexLoadError as exc:  # a bad new index must not stop the good one serving
                 log.warning("keeping index %s: the new one cannot be loaded (%s)", self._index.build_id, exc)
                 return False
@@ -146,7 +166,7 @@ class Bot:
             return True
 
     def ask(self, question: str, history: Sequence[Any] = (), *, k: int = DEFAULT_K) -> Answer:
-        """Answer ``question`` with exact quotes; ``history`` holds the earlier turns."""
+        """Answer ``question`` with exact quotes; ``history`` holds the earlier answered turns (or their ``Answer``s)."""
         started = time.perf_counter()
         text, notice = clean_question(question)
         if k < 1:

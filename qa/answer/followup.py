@@ -11,6 +11,11 @@ to the previous *searched* question (itself already self-contained):
 3. What is still vague ("Why?", "What do those actions signal?") gets the key
    words of the previous question added in brackets.
 
+A question that stands on its own (no pronoun, no opener such as "And", "Why",
+"What about", and at least one word of its own) borrows nothing, however odd it
+is. Callers pass only the turns that were answered (``Bot.ask`` drops abstained
+``Answer`` records), so nothing is borrowed from a question the articles did not answer.
+
 Finally, a few abbreviations common in news that neither BM25 nor a small
 embedding model links to the full name ("DPRK", "ROK", "PRC") get that name
 added in brackets. The searched question is shown to the user, so a wrong
@@ -33,7 +38,7 @@ _QUESTION_WORDS = frozenset(
     """what which who whom whose when where why how is are was were do does did can could would should will
     the a an of to in on for with by from about and or but as at be been being has have had that this
     it its they them their he she his her him there than then so also else next did say said tell me us
-    any anything more other might may get got""".split()
+    any anything more other might may get got details detail elaborate explain continue""".split()
 )
 # A run of capitalised words (with inner "of", "the", "-"), e.g. "North Korea", "Kim Jong Un", "U.S.", "Bank of England".
 _NAME = re.compile(r"\b(?:[A-Z][\w’'.-]*)(?:\s+(?:of\s+|the\s+)?[A-Z][\w’'.-]*)*")
@@ -68,9 +73,9 @@ def names(question: str) -> list[tuple[int, int]]:
 
 
 def needs_context(question: str) -> bool:
-    """True when ``question`` refers back to earlier turns."""
+    """True when ``question`` refers back to earlier turns: a pronoun, an opener, or no word of its own."""
     words = {w.lower().strip(".’'-") for w in _WORD.findall(question)}
-    return bool(words & _PRONOUNS) or bool(_OPENERS.search(question)) or len(content_words(question)) <= 1
+    return bool(words & _PRONOUNS) or bool(_OPENERS.search(question)) or not content_words(question)
 
 
 def _substitute(question: str, previous: str) -> str | None:

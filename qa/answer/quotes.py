@@ -8,7 +8,8 @@ says the articles do not answer the question. Otherwise the best sentences
 become quotes: a sentence within one quote's reach of a chosen one joins it, a
 sentence several articles carry verbatim is shown once with its other sources,
 a sentence that only restates the question is never quoted, and a sentence
-scoring far below the best one is not shown at all. Each quote then grows by
+scoring far below the best one is not shown at all (nearer the best for a follow-up,
+whose borrowed words lift every sentence about the earlier topic). Each quote then grows by
 whole neighbouring sentences (``grown_span``, across paragraph breaks) up to ``fill_to``
 characters, the top quote up to ``lead_fill_to``. Figures for each choice:
 docs/evaluation.md and docs/ranker.md.
@@ -53,6 +54,9 @@ class AnswerSettings:
     abstain_below: float | None = None
     #: Show a quote only if it scores at least the best score minus this; None: the scorer's value.
     show_within: float | None = None
+    #: For a question searched with borrowed words (a follow-up, an expanded abbreviation) the gap shrinks to this
+    #: share of ``show_within``: those words lift every sentence about the earlier topic, the unrelated ones too.
+    follow_up_gap: float = 0.5
     max_quote_chars: int = 700
     #: Grow each quote with whole neighbouring sentences up to this many characters; 0: off.
     fill_to: int = 400
@@ -279,6 +283,8 @@ def compose(
         log.info("abstaining on %r: best sentence score %.3f < %.3f (%s)", question[:80], best, threshold, scorer.name)
         return [], True
     show_within = settings.show_within if settings.show_within is not None else calibration.show_within
+    if show_within is not None and searched and searched != question:
+        show_within *= settings.follow_up_gap
     return select_quotes(ranked, k, settings, show_within), False
 
 

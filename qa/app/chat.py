@@ -14,10 +14,10 @@ import re
 
 import gradio as gr
 
-from qa.app.render import cited_articles, counted, numbered_quotes
+from qa.app.render import cited_articles, numbered_quotes
 from qa.app.viewer import source_ref
 from qa.records import Answer
-from qa.text import collapse_whitespace
+from qa.text import collapse_whitespace, counted
 
 # Markdown that could make a link, an image, code or emphasis is backslash-escaped; < > & go to html.escape.
 _MD_PUNCT = re.compile(r"([\\`*_\[\]~|#$])")

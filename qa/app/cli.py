@@ -84,7 +84,8 @@ def _emit(data: Any) -> None:
 
 def format_answer_text(answer: Answer) -> str:
     """An answer for the terminal: the quotes with citation numbers (one per article), then those articles."""
-    from qa.app.render import cited_articles, counted
+    from qa.app.render import cited_articles
+    from qa.text import counted
 
     lines = []
     if answer.notice:
@@ -105,7 +106,7 @@ def format_answer_text(answer: Answer) -> str:
 def cmd_build(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from qa.app.render import counted
+    from qa.text import counted
     from qa.index.build import build_index
 
     paths = args.paths or [str(default_articles_dir())]
@@ -184,7 +185,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
             else:
                 print(f"qa: {exc}", file=sys.stderr)
             continue
-        history.append(answer.question)
+        if not answer.abstained:  # a follow-up borrows only from answered turns
+            history.append(answer.question)
         if args.json:
             _emit(answer.to_json())
         else:
@@ -216,11 +218,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     print(f"index {folder}/ (build {manifest.build_id}, {manifest.created})")
     print(f"  model     {manifest.model} ({manifest.dim} dims), {manifest.dense_kind}")
-    print(f"  chunks    {data['chunks']} of at most {manifest.chunking.chunk_tokens} tokens")
+    print(f"  chunks    {data['chunks']:,} of at most {manifest.chunking.chunk_tokens} tokens")
     print(f"  size      {data['bytes'] / 1e6:.1f} MB")
     print(f"  articles  {data['articles']}")
     for entry in manifest.articles[:20]:
-        print(f"    {entry.chunks:4d} chunks  {entry.source}")
+        print(f"    {entry.chunks:4d} {'chunk ' if entry.chunks == 1 else 'chunks'}  {entry.source}")
     if len(manifest.articles) > 20:
         print(f"    ... and {len(manifest.articles) - 20} more")
     return 0

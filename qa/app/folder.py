@@ -7,8 +7,8 @@
 
 Every change is checked before it lands (the file must load as an article) and
 never overwrites a different file. Removed files go to a hidden ``.trash``
-folder inside the articles folder, which the loader skips, so a removal can be
-undone; delete ``.trash`` yourself to free the space.
+folder inside the articles folder, which every folder reader skips, so a removal
+can be undone; an undo that empties ``.trash`` removes it; delete it yourself to free the space.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ class ArticlesFolder:
             raise FolderError(f"another {removed.rel} was added meanwhile; remove it first to restore") from None
         except OSError as exc:
             raise FolderError(f"{removed.rel} cannot be restored ({_reason(exc)}); check the folder") from None
-        _remove_empty_parents(removed.trash.parent, self.root / TRASH)
+        _remove_empty_parents(removed.trash.parent, self.root)  # the trash itself too, once it is empty
         log.info("restored %s", target)
         return target
 

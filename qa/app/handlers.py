@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import gradio as gr
 
@@ -31,14 +32,18 @@ class Handlers:
     def __init__(self, library: Library) -> None:
         self.library = library
 
-    def respond(self, message: str, chat: list, asked: list[str]) -> Iterator[tuple[list, list[str], str]]:
-        """Show the question at once, then the answer (or why there is none)."""
+    def respond(self, message: str, chat: list, asked: list[str], seen: Any = None, query: str = "") -> Iterator[tuple]:
+        """Show the question at once, then the answer (or why there is none) and the status line as it is now.
+
+        The status, table, file list, timer and ``seen`` follow ``refresh``: an index built in another
+        terminal answers this question and shows in the page at once.
+        """
         chat = list(chat or [])
         question = (message or "").strip()
         shown = question if len(question) <= _SHOWN_QUESTION_CHARS else question[:_SHOWN_QUESTION_CHARS] + "…"
         chat.append(gr.ChatMessage(role="user", content=md_text(shown)))
         chat.append(gr.ChatMessage(content="", metadata={"title": "Searching the articles…", "status": "pending"}))
-        yield chat, asked, ""
+        yield chat, asked, "", *(gr.skip(),) * 5
         try:
             answer = self.library.ask(question, asked)
         except NoIndex:
@@ -52,8 +57,9 @@ class Handlers:
             )
         else:
             chat[-1:] = answer_messages(answer)
-            asked = [*asked, answer.question]
-        yield chat, asked, ""
+            if not answer.abstained:  # a follow-up borrows only from answered turns
+                asked = [*asked, answer.question]
+        yield chat, asked, "", *self.refresh(seen, query)
 
     def filter_table(self, query: str) -> str:
         """The table of articles whose title or source contains ``query``."""
@@ -73,13 +79,15 @@ class Handlers:
         except QAError as exc:
             raise gr.Error(str(exc), print_exception=False) from None
 
-    def refresh(self, seen: int, query: str = "") -> tuple:
-        """The status line; the table and file list too when a rebuild finished since ``seen``."""
+    def refresh(self, seen: Any, query: str = "") -> tuple:
+        """The status line; the table and file list too when the served index changed since ``seen``
+        (a rebuild here finished, or the bot switched to an index built elsewhere)."""
         status = self.library.status()
-        changed = status.generation != seen
+        now = self.library.version()
+        changed = now != seen
         files = gr.update(choices=self.library.files(), value=None) if changed else gr.skip()
         table = article_table(self.library, query) if changed else gr.skip()
-        return status_html(self.library), table, files, gr.Timer(active=status.running), status.generation
+        return status_html(self.library), table, files, gr.Timer(active=status.running), now
 
     def _after(self, messages: list[str], *, changed: bool, failed: bool) -> tuple[str, str, gr.Timer]:
         """Rebuild if the folder changed; the notice, the status line and the timer that follows the rebuild."""

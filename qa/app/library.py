@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +28,12 @@ from qa.errors import QAError
 from qa.app.folder import MAX_UPLOAD_BYTES, ArticlesFolder
 from qa.app.rebuilder import Progress, Rebuilder, RebuildStatus
 from qa.records import Answer, Article, BuildReport
+from qa.text import counted
 
 log = logging.getLogger(__name__)
 
-#: How often a question checks whether another process committed a newer index.
-REFRESH_EVERY_SECONDS = 5.0
+#: The "run `qa build ...`" advice of an index error: the server builds by itself, so its log leaves it out.
+_RUN_HINT = re.compile(r"[:;] (?:run|rebuild it with) `qa build[^`]*`.*$")
 
 
 class NoIndex(QAError):
@@ -78,7 +79,6 @@ class Library:
         self._embedder_lock = threading.Lock()
         self._bot = None
         self._warm_up = False
-        self._last_refresh = 0.0
         self._rebuilder = Rebuilder(self._build)
 
     @property
@@ -118,30 +118,44 @@ class Library:
         else:
             self._open()
 
-    def _open(self) -> None:
-        """Load the index in the index folder, if there is a usable one."""
+    def _open(self, *, building: bool = False) -> None:
+        """Load the index in the index folder, if there is a usable one; ``building``: a build follows at once."""
         from qa.answer.bot import Bot
-        from qa.index.reader import IndexLoadError
+        from qa.index.reader import IndexLoadError, IndexMissing
 
         try:
             self._bot = Bot.load(self.index_dir, embedder=self.embedder())
-            log.info("serving index %s/ (%d articles)", self.index_dir, len(self._bot.index.articles))
+            log.info("serving index %s/ (%s)", self.index_dir, counted(len(self._bot.index.articles), "article"))
+        except IndexMissing:
+            if building and self.files():  # the user runs nothing: the build below makes it
+                log.info("no index in %s/ yet: building it from %s/", self.index_dir, self.articles_dir)
+            else:
+                log.info("no index in %s/ yet: add articles in the Articles tab or to %s/", self.index_dir,
+                         self.articles_dir)
         except IndexLoadError as exc:
-            log.info("no usable index yet: %s", exc)
+            why = _RUN_HINT.sub("", str(exc))
+            if building:
+                log.warning("cannot use the index in %s/ (%s): rebuilding it from %s/", self.index_dir, why,
+                            self.articles_dir)
+            else:
+                log.warning("cannot use the index in %s/: %s", self.index_dir, exc)
 
     def ask(self, question: str, history: Sequence[Any] = (), *, k: int = 3) -> Answer:
         """``Bot.ask`` on the current index; ``NoIndex`` while there is none."""
         bot = self._bot
         if bot is None:
             raise NoIndex(f"no index yet: add articles to {self.articles_dir}/ and rebuild (or run qa build)")
-        now = time.monotonic()
-        if not self.status().running and now - self._last_refresh > REFRESH_EVERY_SECONDS:
-            self._last_refresh = now
-            try:  # another process (`qa build`) may have committed a newer index
+        if not self.status().running:
+            try:  # another process (`qa build`) may have committed a newer index: one stat tells
                 bot.refresh()
             except Exception as exc:  # noqa: BLE001 - keep answering from the index we have
                 log.warning("could not switch to the newer index: %s", exc)
         return bot.ask(question, history, k=k)
+
+    def version(self) -> str:
+        """Changes whenever what the page shows may have: a rebuild finished, or another index is served."""
+        bot = self._bot
+        return f"{self.status().generation}:{bot.index.build_id if bot is not None else ''}"
 
     def articles(self) -> list[ArticleRow]:
         """The articles of the current index, in the order of its manifest."""
@@ -197,12 +211,14 @@ class Library:
             progress("model", 0, 1)
             self.embedder().encode(["warm up"])
             if self._bot is None:
-                self._open()
+                self._open(building=True)
         if self._bot is None and not self.files():
             return None  # nothing to build yet
         embedder = self.embedder()
         report = build_index([self.articles_dir], self.index_dir, embedder=_build_embedder(embedder),
                              progress=progress)
+        for message in report.skipped:  # the server log's copy of the status line's list, one line each
+            log.info("skipped %s", message)
         if self._bot is None:
             self._bot = Bot.load(self.index_dir, embedder=embedder)
         else:

@@ -1,4 +1,4 @@
-"""What the CLI and the web chat show alike: citation numbers, the cited articles, counts in words.
+"""What the CLI and the web chat show alike: citation numbers and the cited articles (counts in words: ``qa.text``).
 
 One number per article, in the order articles are first quoted
 (``qa.answer.quotes.citation_numbers``, which also numbers ``Answer.text``);
@@ -35,8 +35,3 @@ def cited_articles(quotes: Sequence[Quote]) -> list[Citation]:
     for number, quote in numbered_quotes(quotes):
         first.setdefault(number, quote)
     return [Citation(number, quote) for number, quote in first.items()]
-
-
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """``n`` and the noun in the right number: ``1 article``, ``2 articles``, ``1,200 passages``."""
-    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

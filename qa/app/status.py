@@ -9,7 +9,7 @@ import html
 
 from qa.app.library import Library
 from qa.app.rebuilder import RebuildStatus
-from qa.app.render import counted
+from qa.text import counted
 
 #: What the status line says during each stage of a rebuild.
 STAGES = {
@@ -80,6 +80,6 @@ def status_html(library: Library) -> str:
     if status.state == "failed":
         keep = " The current index keeps answering."
         line += f'<br><span class="qa-failed">{html.escape(failure_text(status) + keep)}</span>'
-    elif status.state == "done" and status.report is not None and status.report.changed:
+    elif status.state == "done" and status.report is not None:  # "Index updated ..." or "The index is up to date ..."
         line += f'<br><span class="qa-report">{html.escape(report_text(status))}</span>'
     return line

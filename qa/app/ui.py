@@ -75,9 +75,51 @@ table.qa-articles td.qa-col-source {color: var(--body-text-color-subdued)}
 """
 
 
+#: Keeps the chat scrolled to its end while an answer grows (Gradio's own autoscroll stopped short of the
+#: Sources block and clipped its last line), unless the reader scrolled up; asking again follows the chat.
+CHAT_SCROLL_JS = """
+() => {
+  if (window.__qaFollow) return;
+  window.__qaFollow = true;
+  let follow = true, touched = 0, queued = false;
+  const inChat = (node) => node && node.closest && node.closest('#qa-chat');
+  const box = () => document.querySelector('#qa-chat .bubble-wrap') || [...document.querySelectorAll('#qa-chat *')].find(
+    e => e.scrollHeight > e.clientHeight && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY));
+  const toEnd = () => {
+    queued = false;
+    const b = follow && box();
+    if (b && b.scrollHeight - b.scrollTop - b.clientHeight > 1) b.scrollTop = b.scrollHeight;
+  };
+  let settle = 0;
+  const later = () => {
+    if (!queued) { queued = true; requestAnimationFrame(toEnd); }
+    clearTimeout(settle);  // once Gradio's smooth scroll and the Sources block have settled, check again
+    settle = setTimeout(toEnd, 600);
+  };
+  for (const kind of ['wheel', 'touchmove', 'pointerdown', 'keydown']) {
+    document.addEventListener(kind, (e) => { if (inChat(e.target)) touched = Date.now(); }, {passive: true, capture: true});
+  }
+  document.addEventListener('scroll', (e) => {
+    if (!inChat(e.target)) return;
+    const b = e.target;
+    if (Date.now() - touched < 1000) follow = b.scrollHeight - b.scrollTop - b.clientHeight < 8;
+    else later();  // Gradio's own scroll stops at the answer's start: go on to its end
+  }, {capture: true});
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && e.target.closest && e.target.closest('#qa-question')) follow = true;
+  }, true);
+  document.addEventListener('click', (e) => {
+    if (e.target.closest && e.target.closest('#qa-ask, #qa-examples')) follow = true;
+  }, true);
+  new MutationObserver((records) => { if (records.some(r => inChat(r.target))) later(); })
+    .observe(document.body, {childList: true, subtree: true, characterData: true});
+}
+"""
+
+
 def launch_options() -> dict[str, Any]:
-    """The look of the app, passed to ``Blocks.launch`` (Gradio 6 takes theme and css there)."""
-    return {"theme": gr.themes.Soft(), "css": CSS}
+    """The look of the app, passed to ``Blocks.launch`` (Gradio 6 takes theme, css and js there)."""
+    return {"theme": gr.themes.Soft(), "css": CSS, "js": CHAT_SCROLL_JS}
 
 
 def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "Ask the articles") -> gr.Blocks:
@@ -94,7 +136,7 @@ def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "A
         )
         status = gr.HTML(status_html(library), elem_classes="qa-status", elem_id="qa-status")
         asked = gr.State([])
-        seen = gr.State(-1)
+        seen = gr.State("")
         last_removed = gr.State(None)
         timer = gr.Timer(1.0, active=False)
         with gr.Tabs():
@@ -162,7 +204,9 @@ def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "A
                         rebuild = gr.Button("Rebuild now", elem_id="qa-rebuild")
 
         quiet = {"api_visibility": "private", "show_progress": "hidden"}
-        chat_io = {"inputs": [box, chatbot, asked], "outputs": [chatbot, asked, box], "api_visibility": "private"}
+        # an answer also refreshes the status line (and the table, if an index built elsewhere was picked up)
+        chat_io = {"inputs": [box, chatbot, asked, seen, table_filter],
+                   "outputs": [chatbot, asked, box, status, table, pick, timer, seen], "api_visibility": "private"}
         for trigger in (box.submit, ask.click):
             # its own lane: an empty question never waits behind answers being computed
             trigger(check_question, box, None, concurrency_limit=None, **quiet).success(on.respond, **chat_io)
@@ -175,7 +219,9 @@ def build_app(library: Library, *, examples: Sequence[str] = (), title: str = "A
         refresh_io = {"inputs": [seen, table_filter], "outputs": [status, table, pick, timer, seen]}
         demo.load(on.refresh, **refresh_io, **quiet)
         timer.tick(on.refresh, **refresh_io, **quiet)
-        table_filter.input(on.filter_table, table_filter, table, trigger_mode="always_last", **quiet)
+        # .change, not .input: Gradio 6's Textbox sends no input event for Backspace, so an emptied box kept
+        # "No article matches the filter." until a reload
+        table_filter.change(on.filter_table, table_filter, table, trigger_mode="always_last", **quiet)
         change_out = [notice, status, timer]
         upload.upload(on.add_files, upload, [upload, *change_out], **quiet)
         paste.click(on.add_text, [paste_title, paste_text], [paste_title, paste_text, *change_out], **quiet)

@@ -7,7 +7,8 @@ attention and layer norms with ONNX Runtime's transformer optimizer, and, for
 quantization: weights int8, activations quantized on the fly, which uses
 AVX-512 VNNI where the CPU has it). The files go to a cache folder outside the
 project and the virtualenv (``$QA_CACHE`` or ``~/.cache/qa``), named by the
-sha256 of the model's weights, so a changed model is exported again.
+sha256 of the model's weights, so a changed model is exported again. Only the
+file in use is kept: int8 (58 MB for the bundled model) keeps no fp32 copy.
 """
 
 from __future__ import annotations
@@ -177,17 +178,21 @@ def exported_model(model_dir: Path, int8: bool) -> Path:
         if wanted.is_file():
             return wanted
         tmp = folder / f".{uuid.uuid4().hex[:8]}.tmp.onnx"
+        staged = folder / f".{uuid.uuid4().hex[:8]}.fp32.onnx"  # int8's fp32 step, not kept: only what is used stays
         try:
+            source = fp32
             if not fp32.is_file():
                 log.info("exporting %s to ONNX in %s (once)", model_dir, folder)
+                source = staged if int8 else fp32
                 _export_fp32(model_dir, tmp)
-                os.replace(tmp, fp32)
+                os.replace(tmp, source)
             if int8:
                 log.info("quantizing the ONNX model to int8 (once)")
-                _quantize(fp32, tmp)
+                _quantize(source, tmp)
                 os.replace(tmp, wanted)
         finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+            for path in (tmp, staged):
+                with contextlib.suppress(OSError):
+                    path.unlink()
         (folder / "source.json").write_text(json.dumps({"model": str(model_dir), "export_version": EXPORT_VERSION}))
     return wanted

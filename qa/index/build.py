@@ -41,6 +41,7 @@ from qa.ingest.discover import discover_files
 from qa.ingest.formats import LoadError
 from qa.records import Article, BuildReport
 from qa.settings import ChunkSettings
+from qa.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def build_index(
         if not plan.changes:
             if previous is not None:
                 remove_unreferenced(index_dir, previous)
-            log.info("index is up to date: %d articles", len(found.wanted))
+            log.info("index is up to date: %s", counted(len(found.wanted), "article"))
             return BuildReport(
                 articles=len(found.wanted), chunks=plan.kept, embedded=0, reused=plan.kept, removed=0,
                 seconds=time.perf_counter() - started, skipped=tuple(found.skipped), index_dir=str(index_dir),

@@ -22,6 +22,7 @@ from qa.index.segment import read_segment
 from qa.index.writer import IndexWriter
 from qa.records import Article, Chunk
 from qa.settings import MERGE_FACTOR, PURGE_DELETED_SHARE
+from qa.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,11 @@ def plan_merges(segments: Sequence[SegmentEntry], removed: Sequence[ArticleEntry
 
 def merge_segments(
     writer: IndexWriter, members: Sequence[SegmentEntry], live_articles: set[str]
-) -> tuple[SegmentEntry, Moves]:
+) -> tuple[SegmentEntry | None, Moves]:
     """One segment from the live rows of ``members``: vectors and postings are copied, not recomputed.
 
-    Returns its entry and where each of ``live_articles`` held by the members now starts.
+    Returns its entry (None when nothing in them is live: they are dropped, nothing is written) and where
+    each of ``live_articles`` held by the members now starts.
     """
     articles: list[Article] = []
     chunks: list[Chunk] = []
@@ -88,6 +90,10 @@ def merge_segments(
         if largest is None or entry.live > largest[0]:
             largest = (entry.live, seg.dense)
     articles = [a for a in articles if a.id in live_articles]
+    names = ", ".join(e.id for e in members)
+    if not articles and not chunks:
+        log.info("dropped segment %s: every chunk in it was deleted", names)
+        return None, {}
     vectors = np.concatenate(blocks) if blocks else np.zeros((0, 0), dtype=np.float32)
     dense, info = build_dense(vectors, previous=largest[1] if largest else None)
     postings = Postings.merge(parts)
@@ -98,7 +104,10 @@ def merge_segments(
         moves.setdefault(chunk.article_id, (entry.id, row))
     for a in articles:
         moves.setdefault(a.id, (entry.id, len(chunks)))  # an article without chunks
-    log.info("merged %d segments into %s: %d chunks", len(members), entry.id, len(chunks))
+    if len(members) == 1:
+        log.info("rewrote segment %s as %s without its deleted rows: %s", names, entry.id, counted(len(chunks), "chunk"))
+    else:
+        log.info("merged %d segments into %s: %s", len(members), entry.id, counted(len(chunks), "chunk"))
     return entry, moves
 
 
@@ -112,5 +121,6 @@ def apply_merges(
         moves.update(moved)
         first = next(i for i, s in enumerate(segments) if s.id in group)
         segments = [s for s in segments if s.id not in group]
-        segments.insert(first, merged)
+        if merged is not None:
+            segments.insert(first, merged)
     return segments, moves

@@ -28,11 +28,20 @@ from qa.index.manifest import (
 from qa.index.searchable import Index
 from qa.index.segment import Segment, read_deletions, read_segment
 from qa.records import sha256_file
+from qa.settings import default_index_dir
 
 log = logging.getLogger(__name__)
 
 #: How often ``load_index`` starts again when a build commits while it reads.
 LOAD_ATTEMPTS = 5
+
+
+def build_command(folder: str | os.PathLike[str], *, full: bool = False) -> str:
+    """The ``qa build`` command that (re)builds ``folder``: ``--index`` named unless it is the default folder."""
+    command = "qa build --full" if full else "qa build"
+    if os.path.abspath(folder) != os.path.abspath(default_index_dir()):
+        command += f" --index {os.fspath(folder).rstrip('/') or '/'}/"
+    return command
 
 
 class IndexLoadError(QAError):
@@ -51,7 +60,7 @@ def read_manifest(folder: Path) -> Manifest:
     """Read and check the manifest's format; raise ``IndexMissing``/``IndexInvalid`` with advice."""
     path = folder / MANIFEST
     if not path.exists():
-        raise IndexMissing(f"no index in {folder}/ yet: run `qa build` to build it")
+        raise IndexMissing(f"no index in {folder}/ yet: run `{build_command(folder)}` to build it")
     try:
         return decode_manifest(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -62,17 +71,17 @@ def _advice(folder: Path, exc: Exception) -> IndexInvalid:
     """What to tell the user about a manifest that could not be read."""
     if isinstance(exc, ManifestOtherFormat) and exc.older:
         return IndexInvalid(
-            f"{folder}/ holds an index in an older layout ({exc.found}); rebuild it with `qa build --full`"
+            f"{folder}/ holds an index in an older layout ({exc.found}); rebuild it with `{build_command(folder, full=True)}`"
         )
     if isinstance(exc, ManifestOtherFormat):
         return IndexInvalid(
             f"{folder}/ holds an index of format {exc.found!r}, this version reads {INDEX_FORMAT!r}: "
-            "run `qa build --full`"
+            f"run `{build_command(folder, full=True)}`"
         )
     if isinstance(exc, ManifestMalformed):
-        return IndexInvalid(f"{folder}/{MANIFEST} is incomplete or altered ({exc}): run `qa build --full`")
+        return IndexInvalid(f"{folder}/{MANIFEST} is incomplete or altered ({exc}): run `{build_command(folder, full=True)}`")
     why = exc if isinstance(exc, ManifestUnreadable) else type(exc).__name__
-    return IndexInvalid(f"{folder / MANIFEST} is unreadable ({why}): run `qa build --full`")
+    return IndexInvalid(f"{folder / MANIFEST} is unreadable ({why}): run `{build_command(folder, full=True)}`")
 
 
 def manifest_stamp(folder: Path) -> tuple[int, int, int] | None:
@@ -90,15 +99,15 @@ def _check_file(folder: Path, rel: str, entry: FileEntry, checksums: bool | str)
         # A file can vanish between these steps when a build commits meanwhile: that too is IndexInvalid,
         # so load_index starts again with the new manifest.
         if not path.is_file():
-            raise IndexInvalid(f"{folder}/ is missing {rel}, which its manifest names: run `qa build --full`")
+            raise IndexInvalid(f"{folder}/ is missing {rel}, which its manifest names: run `{build_command(folder, full=True)}`")
         st = path.stat()
         if st.st_size != entry.size:
-            raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `qa build --full`")
+            raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `{build_command(folder, full=True)}`")
         unchanged = checksums == "changed" and entry.mtime_ns == st.st_mtime_ns
         if checksums and not unchanged and sha256_file(path) != entry.sha256:
-            raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `qa build --full`")
+            raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `{build_command(folder, full=True)}`")
     except OSError as exc:
-        raise IndexInvalid(f"{folder}/{rel} cannot be read ({exc.strerror or exc}): run `qa build --full`") from None
+        raise IndexInvalid(f"{folder}/{rel} cannot be read ({exc.strerror or exc}): run `{build_command(folder, full=True)}`") from None
 
 
 def verify_files(folder: Path, manifest: Manifest, *, checksums: bool | str = True) -> None:
@@ -133,7 +142,7 @@ def verify_deletions(folder: Path, manifest: Manifest) -> None:
             if not np.array_equal(np.flatnonzero(~masks[seg.id]), np.asarray(deleted, dtype=np.int64)):
                 raise ValueError(seg.id)
     except (OSError, ValueError, KeyError, TypeError):
-        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `qa build --full`") from None
+        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`") from None
 
 
 def load_index(folder: Path, *, model: str | None = None, checksums: bool = True) -> Index:
@@ -165,15 +174,15 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, checks
     if model is not None and model != manifest.model:
         raise IndexInvalid(
             f"{folder}/ was built with model {manifest.model!r}, not {model!r}: "
-            f"run `qa build --full` to rebuild it with {model!r}, or use {manifest.model!r}"
+            f"run `{build_command(folder, full=True)}` to rebuild it with {model!r}, or use {manifest.model!r}"
         )
     verify_files(folder, manifest, checksums=checksums)
     try:
         segments = [read_segment(folder, entry) for entry in manifest.segments]
     except Exception as exc:  # noqa: BLE001 - json, numpy and faiss each raise their own kinds
-        raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `qa build --full`") from None
+        raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `{build_command(folder, full=True)}`") from None
     if not _agrees(manifest, segments):
-        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `qa build --full`")
+        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`")
     return Index(folder, manifest, segments)
 
 

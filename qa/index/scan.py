@@ -18,6 +18,7 @@ from qa.index.manifest import Manifest, SourceEntry
 from qa.ingest.formats import LoadError
 from qa.ingest.load import load_file
 from qa.records import Article, sha256_file
+from qa.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Sca
             try:
                 loaded = load_file(path)
             except LoadError as exc:
-                log.warning("skipped %s", exc)
+                log.debug("skipped %s", exc)
                 skipped.append(str(exc))
                 continue
             articles, line_skips = loaded.articles, list(loaded.skipped)
@@ -94,17 +95,18 @@ def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Sca
                 sources[key] = SourceEntry(st.st_size, st.st_mtime_ns, digest, now, tuple(a.id for a in articles),
                                            tuple(_printable(m) for m in line_skips))
         for message in line_skips:
-            log.warning("skipped %s", message)
+            log.debug("skipped %s", message)
             skipped.append(message)
         for item in found:
             if item.source in seen_sources:
                 message = f"{path}: {item.source} was already loaded; duplicate skipped"
-                log.warning("skipped %s", message)
+                log.debug("skipped %s", message)
                 skipped.append(message)
                 continue
             seen_sources.add(item.source)
             wanted.append(item)
-    log.info("%d articles from %d files (%d read, %d unchanged)", len(wanted), len(files), read, len(files) - read)
+    log.info("%s from %s (%d read, %d unchanged)", counted(len(wanted), "article"), counted(len(files), "file"), read,
+             len(files) - read)
     return Scan(wanted, sources, skipped, read)
 
 

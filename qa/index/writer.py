@@ -44,6 +44,7 @@ from qa.index.lexical import Postings, tokenizer_tag
 from qa.index.manifest import ArticleEntry, FileEntry, Manifest, SegmentEntry, SourceEntry, encode_manifest
 from qa.records import Article, Chunk, sha256_file
 from qa.settings import ChunkSettings
+from qa.text import counted
 
 log = logging.getLogger(__name__)
 
@@ -230,8 +231,8 @@ class IndexWriter:
             _fsync_path(self.folder)
         except OSError as exc:  # committed already; only durability across a power cut is in doubt
             log.warning("could not fsync %s after the commit: %s", self.folder, exc)
-        log.info("committed index %s: %d segments, %d articles, %d chunks", self.build_id, len(segments),
-                 len(articles), manifest.counts["chunks"])
+        log.info("committed index %s: %s, %s, %s", self.build_id, counted(len(segments), "segment"),
+                 counted(len(articles), "article"), counted(manifest.counts["chunks"], "chunk"))
         remove_unreferenced(self.folder, manifest)
         return manifest
 

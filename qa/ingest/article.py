@@ -41,7 +41,7 @@ def make_article(where: str, source: str, fields: ArticleFields, max_article_cha
         source=safe_source(source),
         title=clean_field(cleaned.title, MAX_FIELD_CHARS["title"]),
         author=clean_field(fields.author or cleaned.author, MAX_FIELD_CHARS["author"]),
-        published=clean_field(fields.published, MAX_FIELD_CHARS["published"]),
+        published=clean_field(fields.published or cleaned.published, MAX_FIELD_CHARS["published"]),
     )
 
 

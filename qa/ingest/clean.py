@@ -60,10 +60,12 @@ BOILERPLATE_PATTERNS: tuple[re.Pattern[str], ...] = (
         r"(?:\s*[:»›→|>…-].{0,120}|\W{0,3})",
         _I,
     ),
-    # Subscription and newsletter prompts.
+    # Subscription and newsletter prompts: "Subscribe now", "Newsletter: sign up ...", "Sign up for our daily briefing".
     re.compile(
         r"subscribe(?: now| today| here)?\W{0,3}"
-        r"|(?:sign up|subscribe|register)\b.{0,80}\bnewsletters?\b.{0,60}",
+        r"|(?:sign up|subscribe|register)\b.{0,80}\bnewsletters?\b.{0,60}"
+        r"|(?:newsletters?|briefing|daily digest)\s*[:|–—-]\s*.{0,120}"
+        r"|(?:sign up|subscribe)\s+(?:for|to)\s+(?:our|the)\b.{0,60}\b(?:briefing|digest|e-?mails?|updates|alerts)\W{0,3}",
         _I,
     ),
     # "Click here to ..." / "Tap here to ...".
@@ -106,6 +108,25 @@ BYLINE_PATTERNS: tuple[re.Pattern[str], ...] = (
 )
 """A whole line matching one of these, with a name-like ``name`` group, is a byline."""
 
+_MONTH = (r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+          r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?")
+_WEEKDAY = r"(?:mon|tue(?:s)?|wed(?:nes)?|thu(?:rs)?|fri|sat(?:ur)?|sun)(?:day)?\.?,?\s+"
+_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
+DATE_PATTERN = re.compile(
+    r"(?:(?:published|posted|updated|last updated|date)\s*:?\s*(?:on\s+)?)?"
+    rf"(?P<date>(?:{_WEEKDAY})?(?:{_MONTH}\s+{_DAY},?\s+\d{{4}}|{_DAY}\s+{_MONTH},?\s+\d{{4}}"
+    r"|\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{4})"
+    r"(?:,?\s+(?:at\s+)?\d{1,2}[:.]\d{2}(?:\s*[ap]\.?m\.?)?(?:\s+[a-z]{2,4})?)?)",
+    _I,
+)
+"""A line that is only a date (with a "Published:" label, a weekday, a time): near the top, the published date."""
+
+DATE_LINES_FROM_TOP = 4
+"""A date line among this many first non-empty lines, before the body's first sentence, is the published date;
+further down it is content."""
+
+_EMPHASIS = re.compile(r"(?<![\w*_])[*_]{1,3}|[*_]{1,3}(?![\w*_])")
+
 AVATAR_PATTERN = re.compile(r"(?:author|profile)(?: avatar| photo| image| picture)|avatar", _I)
 """An avatar label; the next non-empty line is the author's name."""
 
@@ -132,11 +153,12 @@ _TITLE_BAD_END = re.compile(r"[.:;,]$")
 
 @dataclass(frozen=True)
 class Cleaned:
-    """The result of cleaning: a headline, a byline and the body text (any may be "")."""
+    """The result of cleaning: a headline, a byline, the body text and a date line's date (any may be "")."""
 
     title: str
     author: str
     text: str
+    published: str = ""
 
 
 def strip_invisible(text: str) -> str:
@@ -167,8 +189,8 @@ def is_boilerplate(line: str) -> bool:
 
 
 def byline_name(line: str) -> str:
-    """The author's name if ``line`` is a byline like "By Jane Doe", else ""."""
-    line = line.strip()
+    """The author's name if ``line`` is a byline like "By Jane Doe" (Markdown emphasis allowed: "*By Jane Doe*"), else ""."""
+    line = _EMPHASIS.sub("", line).strip()
     for pattern in BYLINE_PATTERNS:
         match = pattern.fullmatch(line)
         if match and looks_like_name(match.group("name")):
@@ -215,12 +237,18 @@ def clean_text(raw: str, *, title_hint: str = "") -> Cleaned:
     """
     lines = [line.rstrip() for line in strip_invisible(raw).split("\n")]
     keep = [bool(line.strip()) for line in lines]
-    author = ""
+    author = published = ""
     pending_avatar = False
+    seen, in_body = 0, False
     for i, line in enumerate(lines):
         if not keep[i]:
             continue
         stripped = line.strip()
+        seen += 1
+        header = not in_body and seen <= DATE_LINES_FROM_TOP
+        if header and not published and (date := DATE_PATTERN.fullmatch(stripped)):
+            published, keep[i] = date.group("date"), False
+            continue
         if pending_avatar:
             pending_avatar = False
             if not author and looks_like_name(stripped):
@@ -232,11 +260,13 @@ def clean_text(raw: str, *, title_hint: str = "") -> Cleaned:
             author, keep[i] = name, False  # only the first byline: later ones may be content
         elif is_boilerplate(stripped):
             keep[i] = False
+        elif not is_headline(stripped):
+            in_body = True
     title = _take_title(lines, keep, title_hint.strip())
     dropped = sum(1 for line, k in zip(lines, keep) if line.strip() and not k)
     if dropped:
         logger.debug("dropped %d boilerplate/title/byline lines", dropped)
-    return Cleaned(title=title, author=author, text=_join_paragraphs(lines, keep))
+    return Cleaned(title=title, author=author, text=_join_paragraphs(lines, keep), published=published)
 
 
 def _take_title(lines: list[str], keep: list[bool], hint: str) -> str:

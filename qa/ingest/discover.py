@@ -29,7 +29,7 @@ def discover_files(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], 
     seen: set[str] = set()
 
     def skip(message: str) -> None:
-        logger.warning("skipped %s", message)
+        logger.debug("skipped %s", message)  # the caller shows each skip once (the CLI, the status line)
         skipped.append(message)
 
     for given in paths:

@@ -79,11 +79,11 @@ def _check_size(path: str, max_file_bytes: int) -> None:
     except OSError as exc:
         raise LoadError(f"{path}: cannot be read ({exc.strerror or exc}); check the path and its permissions") from exc
     if not stat.S_ISREG(os.stat(path).st_mode):
-        raise LoadError(f"{path} is not a regular file (a pipe, device or socket); remove it from the folder")
+        raise LoadError(f"{path}: not a regular file (a pipe, device or socket); remove it from the folder")
     if size == 0:
-        raise LoadError(f"{path} is empty; add text or remove the file")
+        raise LoadError(f"{path}: empty file; add text or remove it")
     if size > max_file_bytes:
         raise LoadError(
-            f"{path} is {megabytes(size)} MB, over the {megabytes(max_file_bytes)} MB limit; "
+            f"{path}: {megabytes(size)} MB, over the {megabytes(max_file_bytes)} MB limit; "
             "split it or raise max_file_bytes"
         )

@@ -93,7 +93,7 @@ Cyclists will have to dismount on the bridge until the ramps are finished in the
 
 
 @pytest.fixture(scope="module")
-def bridge_bot(tmp_path_factory, real_embedder):
+def bridge_bot(tmp_path_factory, real_embedder, bundled_articles):
     """The bundled articles plus a short local story about a bridge opening, indexed with the real model."""
     import shutil
 
@@ -101,7 +101,7 @@ def bridge_bot(tmp_path_factory, real_embedder):
     from qa.index.build import build_index
 
     folder = tmp_path_factory.mktemp("bridge") / "articles"
-    shutil.copytree(Path(__file__).resolve().parents[2] / "articles", folder)
+    shutil.copytree(bundled_articles, folder)
     (folder / "bridge.txt").write_text(BRIDGE_STORY, encoding="utf-8")
     build_index([folder], folder.parent / "index", embedder=real_embedder)
     return Bot.load(folder.parent / "index", embedder=real_embedder)
@@ -117,3 +117,20 @@ def test_an_unrelated_article_does_not_pad_the_answer(bridge_bot):
 def test_the_bridge_story_does_not_crowd_out_the_north_korea_answers(bridge_bot):
     answer = bridge_bot.ask("How many troops has North Korea provided to Russia?", k=3)
     assert "10,000" in answer.quotes[0].text and not any(q.source.endswith("bridge.txt") for q in answer.quotes)
+
+
+def test_an_unrelated_quote_does_not_pad_a_follow_up(real_bot):
+    first = real_bot.ask("How many troops did North Korea send to Russia?")
+    follow = real_bot.ask("What might it get in return?", history=[first])
+    assert "advanced weaponry" in follow.quotes[0].text
+    assert not any("calling out the U.S." in q.text for q in follow.quotes), follow.text
+
+
+def test_the_readme_quality_row_is_what_the_bot_scores(report):
+    """The README's bundled-questions row (recall@1, recall@3) is the measured one, not an older run's."""
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    row = re.search(r"^\| bundled articles, 42 own questions .*?\| qa \| ([\d.]+) \| ([\d.]+) \|", readme, re.M)
+    assert row, "README has no quality row for the bundled questions"
+    assert (float(row.group(1)), float(row.group(2))) == (round(report.recall[1], 3), round(report.recall[3], 3))

@@ -275,3 +275,55 @@ def test_the_bot_shows_what_it_searched(hash_bot):
     assert answer.to_json()["searched"] == answer.searched
     plain = hash_bot.ask("How many troops did North Korea send to Russia?")
     assert plain.to_json()["searched"] == plain.question
+
+
+@pytest.mark.parametrize("question", ["x" * 2_000, "xxxxxxxxxxxx troops", "banana", "weather Paris banana asdfgh qwerty"])
+def test_a_question_that_stands_on_its_own_borrows_nothing(question):
+    history = ["How many troops did North Korea send to Russia?"]
+    assert not needs_context(question)
+    assert contextualize(question, history) == question
+
+
+def test_vague_follow_ups_still_borrow():
+    history = ["How many troops did North Korea send to Russia?"]
+    for question in ("Tell me more", "Why?", "Details?", "And then?"):
+        assert contextualize(question, history) == f"{question} (many troops North Korea send Russia)"
+
+
+def test_a_follow_up_borrows_only_from_the_last_answered_turn(hash_bot):
+    from qa.records import Answer
+
+    answered = hash_bot.ask("How many troops did North Korea send to Russia?")
+    assert not answered.abstained
+    nonsense = Answer("weather Paris banana asdfgh qwerty", ABSTAIN_TEXT, (), abstained=True)
+    follow = hash_bot.ask("Tell me more", history=[answered, nonsense, nonsense])
+    assert follow.searched == "Tell me more (many troops North Korea send Russia)"
+
+
+class _FixedScorer:
+    """Scores two known sentences of the bundled articles, 0.15 apart, and nothing else."""
+
+    name = "fixed"
+
+    def score(self, X, question="", texts=()):
+        import numpy as np
+
+        return np.array([0.9 if "10,000 troops" in t else 0.75 if "calling out the U.S." in t else 0.0 for t in texts])
+
+    def calibration(self, model):
+        from qa.answer.scorers import Calibration
+
+        return Calibration(abstain_below=0.5, show_within=0.2)
+
+
+def test_the_gap_rule_holds_for_follow_ups(hash_index, hash_embedder):
+    """Borrowed words lift every sentence about the earlier topic, so a follow-up's quotes must be closer to the best."""
+    from qa.answer.bot import Bot
+
+    bot = Bot.load(hash_index, embedder=hash_embedder, answer_settings=AnswerSettings(passages=50))
+    bot.scorer = _FixedScorer()
+    plain = bot.ask("How many troops did North Korea send to Russia?")
+    assert [("10,000 troops" in q.text, "calling out" in q.text) for q in plain.quotes] == [(True, False), (False, True)]
+    follow = bot.ask("What might it get in return?", history=[plain])
+    assert follow.searched != follow.question
+    assert len(follow.quotes) == 1 and "10,000 troops" in follow.quotes[0].text, follow.text

@@ -363,3 +363,45 @@ def test_an_answer_does_not_pad_with_unrelated_articles(page, server, tmp_path):
     # every quote shown comes from the bridge story: no North Korea (nor any other article) padding the answer
     assert "North Korea" not in answer and "Kim Jong Un" not in answer
     assert "Sources · 1 article" in answer, answer
+
+
+# -- what a new user hit (issue 20) ---------------------------------------------------------------
+
+
+def test_clearing_the_articles_filter_shows_every_article_again(page, server):
+    page.get_by_role("tab", name="Articles").click()
+    rows = len(server["library"].articles())
+    expect(page.locator("#qa-table tbody tr")).to_have_count(rows)
+    box = page.locator("#qa-table-filter textarea, #qa-table-filter input").first
+    box.click()
+    page.keyboard.type("zzz")
+    expect(page.locator("#qa-table")).to_contain_text("No article matches")
+    for _ in range(3):
+        page.keyboard.press("Backspace")
+    expect(page.locator("#qa-table tbody tr")).to_have_count(rows)  # no reload needed
+    expect(page.locator("#qa-table")).not_to_contain_text("No article matches")
+
+
+def test_a_follow_up_is_not_padded_with_an_unrelated_quote(page, server):
+    ask(page, TROOPS)
+    before = page.locator("#qa-chat blockquote").count()
+    quotes = ask(page, "What might it get in return?")
+    new = quotes.all_inner_texts()[before:]
+    assert new and "advanced weaponry" in new[0]
+    assert not any("calling out the U.S." in t for t in new), new
+
+
+def test_the_chat_scrolls_to_the_end_of_the_last_answer(page, server):
+    for question in (TROOPS, "Who blocked new sanctions at the U.N. Security Council?",
+                     "How many times did Trump meet Kim?"):
+        ask(page, question)
+        page.get_by_text(re.compile(r"^Sources · ")).last.wait_for()
+    page.wait_for_timeout(1000)  # let the autoscroll settle
+    gap = page.evaluate(  # how far the chat's scroll box is from its end: the last Sources line must show
+        """() => {
+            const box = [...document.querySelectorAll('#qa-chat *')].find(e =>
+                e.scrollHeight > e.clientHeight + 1 && ['auto', 'scroll'].includes(getComputedStyle(e).overflowY));
+            return box.scrollHeight - box.scrollTop - box.clientHeight;
+        }"""
+    )
+    assert gap <= 2, f"the chat stopped {gap:.0f}px short of the end of the last answer"

@@ -99,6 +99,46 @@ def test_build_over_bad_files_names_each_skip_once(tmp_path: Path, qa):
     assert all(line.startswith("qa: skipped bad/") for line in lines), proc.stderr
 
 
+@pytest.fixture
+def terminal_logging():
+    """``with terminal_logging():`` the CLI's own logging set-up as in a terminal (pytest's handlers set aside)."""
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def terminal():
+        root = logging.getLogger()
+        saved, level = root.handlers[:], root.level
+        root.handlers = []
+        try:
+            yield
+        finally:
+            for handler in root.handlers:
+                handler.close()
+            root.handlers, root.level = saved, level
+
+    return terminal
+
+
+def test_build_reports_each_skipped_file_once_in_one_format(tmp_path: Path, qa, terminal_logging):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "good.txt").write_text("Bridge Opens\n\nThe new bridge opened on Monday.\n", encoding="utf-8")
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blob.txt").write_bytes(b"\x00\x01\x02" * 50)
+    (folder / "stray.bin").write_bytes(b"\x00\x01\x02")
+    (folder / "feed.jsonl").write_text('{"text": "A ferry ran."}\nnot json\n', encoding="utf-8")
+    with terminal_logging():
+        proc = qa("build", "bad", "--model", "hash", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    for name in ("empty.txt", "blob.txt", "stray.bin", "feed.jsonl"):
+        assert sum(name in line for line in lines) == 1, proc.stderr
+    assert len(lines) == 4, proc.stderr
+    for line in lines:  # "qa: skipped PATH: reason", the path then a colon, every time
+        assert re.match(r"qa: skipped bad/[\w.]+(: line \d+)?: \w", line), line
+
+
 def test_ask_json_contract(built: Path, qa):
     proc = qa("ask", "How many troops has North Korea provided to Russia?", "--json", "-k", "2", cwd=built)
     assert proc.returncode == 0, proc.stderr
@@ -138,6 +178,31 @@ def test_chat_answers_each_line_in_one_conversation(built: Path, qa):
     ]
     # The follow-up was searched with the topic of the first question.
     assert "North Korea" in lines[1]["searched"] and lines[1]["searched"] != lines[1]["question"]
+
+
+def test_chat_follow_ups_borrow_only_from_the_last_answered_turn(built: Path, qa):
+    questions = [TROOPS, "Who won the 2022 World Cup final in Qatar?", "xyzzy plugh frobnicate", "Tell me more"]
+    proc = qa("chat", "--json", cwd=built, stdin="\n".join(questions) + "\n")
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [a["abstained"] for a in answers[:3]] == [False, True, True]
+    assert answers[2]["searched"] == "xyzzy plugh frobnicate"  # stands on its own: nothing borrowed
+    assert answers[3]["searched"] == "Tell me more (many troops North Korea send Russia)"
+
+
+def test_info_counts_in_words(tmp_path: Path, qa):
+    (tmp_path / "articles").mkdir()
+    (tmp_path / "articles" / "note.txt").write_text("Ferry\n\nThe Esk ferry ran at dawn.\n", encoding="utf-8")
+    assert qa("build", "--model", "hash", cwd=tmp_path).returncode == 0
+    out = qa("info", cwd=tmp_path).stdout
+    assert "1 chunks" not in out and "1 articles" not in out, out
+    assert re.search(r"^ +1 chunk +articles/note\.txt$", out, re.M), out
+
+
+def test_no_index_names_the_build_command_for_that_folder(tmp_path: Path, qa):
+    assert_one_line_error(qa("ask", TROOPS, cwd=tmp_path), "no index in index/ yet: run `qa build` to build it")
+    assert_one_line_error(qa("ask", TROOPS, "--index", "other", cwd=tmp_path), "run `qa build --index other/`")
+    assert_one_line_error(qa("info", "--index", "other/", cwd=tmp_path), "run `qa build --index other/`")
 
 
 def test_info_shows_the_index(built: Path, qa):

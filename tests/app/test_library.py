@@ -51,3 +51,17 @@ def test_a_rebuild_on_a_dead_ray_cluster_fails_fast_with_what_to_do(tmp_path, ha
     assert status.state == "failed" and status.error.startswith("cannot reach Ray at 127.0.0.1:")
     assert "ray start --head" in status.error
     assert not (tmp_path / "index" / "manifest.json").exists()
+
+
+def test_the_first_start_says_it_builds_the_index_not_to_run_qa_build(tmp_path, hash_embedder, caplog):
+    import logging
+
+    from qa.app.library import Library
+
+    library = Library(writable_copy(tmp_path / "articles"), tmp_path / "index", embedder=hash_embedder)
+    with caplog.at_level(logging.INFO, logger="qa"):
+        library.start()
+        assert library.wait(60).state == "done"
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "qa build" in m], messages
+    assert any(m.startswith(f"no index in {tmp_path / 'index'}/ yet: building it from") for m in messages), messages

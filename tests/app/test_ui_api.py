@@ -110,7 +110,7 @@ def test_pasted_text_and_removal_to_the_trash_and_back(library):
     assert "Harbour_notes.md" not in library.files()
     assert library.folder.restore(removed) == saved.path.resolve()
     assert saved.path.read_text(encoding="utf-8").startswith("# Harbour notes")
-    assert not list((library.articles_dir / ".trash").rglob("*.md"))
+    assert not (library.articles_dir / ".trash").exists()  # Undo leaves no empty trash behind
     again = library.folder.remove("Harbour_notes.md")
     saved.path.write_text("Another file took the name meanwhile.", encoding="utf-8")
     with pytest.raises(FolderError, match="remove it first"):
@@ -266,6 +266,33 @@ def test_the_cli_and_the_chat_number_citations_alike(library):
     assert [int(line[1 : line.index("]")]) for line in footer] == sorted(set(numbers))
 
 
+def test_the_chat_borrows_only_from_answered_turns(library):
+    from qa.app.handlers import Handlers
+
+    on = Handlers(library)
+    chat, asked = [], []
+    for question in (TROOPS, "xyzzy plugh frobnicate", "x" * 100_000 + " troops"):
+        *_, (chat, asked, *_) = on.respond(question, chat, asked)
+    assert asked == [TROOPS]  # the unanswered turns are not there to borrow from
+    assert library.ask("Tell me more", asked).searched == "Tell me more (many troops North Korea send Russia)"
+
+
+def test_an_index_built_in_another_terminal_answers_the_next_question_and_the_status_line_follows(library):
+    from qa.app.handlers import Handlers
+    from qa.index.build import build_index
+
+    on = Handlers(library)
+    *_, (chat, asked, _, status, *_, seen) = on.respond(TROOPS, [], [], -1, "")
+    assert "2 articles" in status
+    (library.articles_dir / "quay.txt").write_text("Quay\n\nThe Elsmere quay was rebuilt in granite in 1904.\n",
+                                                   encoding="utf-8")
+    build_index([library.articles_dir], library.index_dir, embedder=library.embedder())  # `qa build` elsewhere
+    question = "When was the Elsmere quay rebuilt in granite?"
+    *_, (chat, asked, _, status, table, files, _, seen) = on.respond(question, chat, asked, seen, "")
+    assert "1904" in chat[-2].content  # answered from the new index at once, not seconds later
+    assert "3 articles" in status and "Quay" in table and "quay.txt" in files["choices"]
+
+
 def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
     from qa.app.handlers import Handlers
 
@@ -277,6 +304,16 @@ def test_identical_upload_says_so_and_does_not_rebuild(library, tmp_path):
     assert "already in the articles folder; nothing changed" in notice and "Added" not in notice
     assert not library.status().running and library.status().generation == generation
     assert sorted(library.files()) == sorted(p.name for p in library.articles_dir.iterdir() if p.is_file())
+
+
+def test_rebuild_now_with_nothing_changed_says_the_index_is_up_to_date(library):
+    from qa.app.handlers import Handlers
+
+    on = Handlers(library)
+    on.rebuild_now()
+    assert library.wait(60).state == "done"
+    status, *_ = on.refresh(-1)
+    assert "The index is up to date: 2 articles" in status
 
 
 def test_after_a_change_the_status_line_follows_the_rebuild_to_its_end(library):

@@ -115,12 +115,12 @@ def onnx_cache(tmp_path_factory):
 def texts() -> list[str]:
     """Chunk-sized passages of the bundled articles plus short questions."""
     from qa.ingest.chunk import chunk_article
-    from conftest import load_paths
+    from conftest import bundled_articles_dir, load_paths
     from qa.settings import ChunkSettings
 
     counter = SentenceTransformerEmbedder()
     out = []
-    for article in load_paths([ROOT / "articles"]).articles:
+    for article in load_paths([bundled_articles_dir()]).articles:
         out += [c.text for c in chunk_article(article, ChunkSettings(), counter.count_tokens)]
     rows = [json.loads(line) for line in (ROOT / "tests" / "questions.jsonl").read_text().splitlines() if line.strip()]
     questions = [row.get("q") or row["turns"][0] for row in rows]
@@ -169,7 +169,9 @@ def test_an_int8_index_is_opened_with_int8_vectors(onnx_cache, tmp_path):
     from qa.embed.onnx import OnnxEmbedder
     from qa.index.reader import read_manifest
 
-    build_index([ROOT / "articles"], tmp_path / "index", embedder=get_embedder(backend="onnx-int8"))
+    from conftest import bundled_articles_dir
+
+    build_index([bundled_articles_dir()], tmp_path / "index", embedder=get_embedder(backend="onnx-int8"))
     assert read_manifest(tmp_path / "index").model == DEFAULT_MODEL + INT8_SUFFIX
     bot = Bot.load(tmp_path / "index")
     assert isinstance(bot.embedder, OnnxEmbedder) and bot.embedder.int8
@@ -223,3 +225,20 @@ def test_plan_batches_cover_every_text_once_longest_first_and_match_encode():
 
     encode_sorted(texts, 16, 64, record)
     assert seen == [[texts[i] for i in b] for b in batches]
+
+
+def test_the_int8_export_keeps_only_the_file_it_uses(monkeypatch, tmp_path):
+    """The fp32 export is a step on the way to int8: ~/.cache/qa keeps only model-int8.onnx (58 MB, not 148)."""
+    import qa.embed.onnx_export as export
+
+    monkeypatch.setenv("QA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(export, "_export_fp32", lambda model_dir, target: target.write_bytes(b"fp32" * 100))
+    monkeypatch.setattr(export, "_quantize", lambda source, target: target.write_bytes(source.read_bytes()[:40]))
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    path = export.exported_model(model_dir, int8=True)
+    assert path.name == "model-int8.onnx" and path.read_bytes() == b"fp32" * 10
+    assert sorted(p.name for p in path.parent.iterdir() if not p.name.startswith(".")) == ["model-int8.onnx",
+                                                                                           "source.json"]
+    assert export.exported_model(model_dir, int8=False).name == "model.onnx"  # fp32 on request: exported then

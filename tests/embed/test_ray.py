@@ -19,8 +19,9 @@ from qa.embed.factory import get_embedder
 from qa.embed.hashing import HashEmbedder
 from qa.index.reader import load_index
 
+from conftest import bundled_articles_dir
+
 ROOT = Path(__file__).resolve().parents[2]
-ARTICLES = ROOT / "articles"
 
 
 def _ray_or_skip():
@@ -51,7 +52,7 @@ def _questions(n: int) -> list[str]:
 
 def test_build_with_ray_but_without_ray_installed_says_to_install_the_extra(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # what an uninstalled package looks like to import
-    status = main(["build", str(ARTICLES), "--index", str(tmp_path / "index"), "--ray"])
+    status = main(["build", str(bundled_articles_dir()), "--index", str(tmp_path / "index"), "--ray"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1
     assert len(err) == 1 and "pip install '.[ray]'" in err[0], err
@@ -66,7 +67,7 @@ def test_qa_ray_address_of_a_dead_cluster_fails_fast_with_what_to_do(monkeypatch
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     monkeypatch.setenv("QA_RAY_ADDRESS", f"127.0.0.1:{port}")
-    status = main(["build", str(ARTICLES), "--index", str(tmp_path / "index")])
+    status = main(["build", str(bundled_articles_dir()), "--index", str(tmp_path / "index")])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1
     assert err and err[-1].startswith("qa: error: cannot reach Ray at 127.0.0.1:") and "ray start --head" in err[-1]
@@ -83,9 +84,9 @@ def test_ray_build_equals_local_build(tmp_path, local_ray, backend):
     local = get_embedder(backend=backend)
     remote = RayEmbedder(local, workers=2)
     assert remote.name == local.name  # so both manifests name the same vectors
-    build_index([ARTICLES], tmp_path / "local", embedder=local)
+    build_index([bundled_articles_dir()], tmp_path / "local", embedder=local)
     seen: list[tuple[int, int]] = []
-    report = build_index([ARTICLES], tmp_path / "ray", embedder=remote,
+    report = build_index([bundled_articles_dir()], tmp_path / "ray", embedder=remote,
                          progress=lambda stage, done, total: seen.append((done, total)) if stage == "embed" else None)
     assert report.embedded == report.chunks > 0
     assert seen and seen[-1][0] == seen[-1][1] == report.embedded

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -267,7 +268,7 @@ def test_an_old_index_folder_says_to_rebuild_and_a_build_replaces_it(tmp_path: P
     with pytest.raises(IndexInvalid) as caught:
         load_index(index_dir)
     message = str(caught.value)
-    assert "\n" not in message and "older layout" in message and "rebuild it with `qa build --full`" in message
+    assert "\n" not in message and "older layout" in message and f"rebuild it with `qa build --full --index {tmp_path / 'old-index'}/`" in message
     proc = subprocess.run(
         [sys.executable, "-m", "qa.app.cli", "ask", "What did Kim say?", "--index", str(index_dir)],
         capture_output=True, text=True, timeout=120,
@@ -318,3 +319,22 @@ def test_cli_build_optimize(tmp_path: Path):
     report = json.loads(proc.stdout)
     assert report["changed"] and report["embedded"] == 0 and report["articles"] == 7
     assert len(read_manifest(index_dir).segments) == 1
+
+
+def test_segments_emptied_by_removals_are_dropped_and_logged_as_such(tmp_path: Path, caplog):
+    articles, paths = write_articles(tmp_path, 1)
+    embedder = HashEmbedder(dim=16)
+    build_index([articles], tmp_path / "index", embedder=embedder)
+    for i in range(1, 5):  # one segment per build
+        write(articles, i)
+        build_index([articles], tmp_path / "index", embedder=embedder)
+    for i in range(1, 5):
+        (articles / f"a{i:03d}.txt").unlink()
+    with caplog.at_level(logging.INFO, logger="qa"):
+        build_index([articles], tmp_path / "index", embedder=embedder)
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "merged 1 segments" in m or ": 0 chunks" in m or "1 segments" in m
+                or re.search(r"\b1 (articles|files)\b", m)], messages
+    assert sum("dropped segment" in m for m in messages) == 4, messages
+    assert len(read_manifest(tmp_path / "index").segments) == 1
+    assert len([p for p in (tmp_path / "index").iterdir() if p.name.startswith("seg-")]) == 1

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from qa.ingest.chunk import chunk_article, embedding_text, split_text
@@ -12,7 +10,6 @@ from qa.records import Article
 from qa.text import sentence_spans
 from qa.settings import ChunkSettings
 
-ARTICLES = Path(__file__).resolve().parents[2] / "articles"
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +18,9 @@ def real_tokens():
     return SentenceTransformerEmbedder().count_tokens
 
 
-def test_bundled_articles_chunk_into_exact_spans_within_the_token_limit(real_tokens):
+def test_bundled_articles_chunk_into_exact_spans_within_the_token_limit(real_tokens, bundled_articles):
     settings = ChunkSettings()
-    for path in sorted(ARTICLES.iterdir()):
+    for path in sorted(bundled_articles.iterdir()):
         article = Article.make(path.read_text(encoding="utf-8"), str(path))
         chunks = chunk_article(article, settings, real_tokens)
         assert len(chunks) >= 3

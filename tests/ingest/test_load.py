@@ -17,7 +17,6 @@ from qa.ingest.formats import SUPPORTED_SUFFIXES, LoadError
 from qa.ingest.load import load_file
 from qa.ingest.readers.text import decode_text
 
-ARTICLES = Path(__file__).resolve().parents[2] / "articles"
 BODY = (
     "The city council voted on Tuesday to expand the tram network, adding twelve new stops "
     "along the river by the end of next year."
@@ -55,8 +54,8 @@ BUNDLED_BOILERPLATE = {"Sorting by", "×", "Advertisements", "4 hours ago", "2 m
 
 
 @pytest.mark.parametrize("name", sorted(BUNDLED))
-def test_bundled_article_title_author_and_clean_body(name: str) -> None:
-    path = ARTICLES / name
+def test_bundled_article_title_author_and_clean_body(name: str, bundled_articles: Path) -> None:
+    path = bundled_articles / name
     article = only(load_file(path))
     title, author = BUNDLED[name]
     assert article.title == title
@@ -73,8 +72,8 @@ def test_bundled_article_title_author_and_clean_body(name: str) -> None:
     assert len(article.text) > 2000
 
 
-def test_bundled_folder_loads_both_in_sorted_order() -> None:
-    result = load_paths([ARTICLES])
+def test_bundled_folder_loads_both_in_sorted_order(bundled_articles: Path) -> None:
+    result = load_paths([bundled_articles])
     assert [Path(a.source).name for a in result.articles] == sorted(BUNDLED)
     assert result.skipped == ()
 
@@ -458,7 +457,7 @@ def test_decode_text_falls_back_for_undecodable_bytes() -> None:
 
 def test_empty_file(tmp_path: Path) -> None:
     path = write(tmp_path / "empty.txt", "")
-    with pytest.raises(LoadError, match=r"empty\.txt is empty"):
+    with pytest.raises(LoadError, match=r"empty\.txt: empty file"):
         load_file(path)
 
 
@@ -471,13 +470,13 @@ def test_only_boilerplate_is_nothing_left(tmp_path: Path) -> None:
 def test_binary_file_with_txt_extension(tmp_path: Path) -> None:
     path = tmp_path / "image.txt"
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4)
-    with pytest.raises(LoadError, match=r"image\.txt looks binary"):
+    with pytest.raises(LoadError, match=r"image\.txt: looks binary"):
         load_file(path)
 
 
 def test_oversized_file(tmp_path: Path) -> None:
     path = write(tmp_path / "big.txt", BODY * 50)
-    with pytest.raises(LoadError, match=r"big\.txt is .* MB, over the 0\.001 MB limit"):
+    with pytest.raises(LoadError, match=r"big\.txt: .* MB, over the 0\.001 MB limit"):
         load_file(path, max_file_bytes=1000)
     result = load_paths([path], max_file_bytes=1000)
     assert result.articles == () and "big.txt" in result.skipped[0]
@@ -542,3 +541,38 @@ def test_symlink_outside_folder_not_followed(tmp_path: Path) -> None:
     assert len(result.skipped) == 2
     assert all("not followed" in m for m in result.skipped)
     assert any("link.txt" in m for m in result.skipped) and any("linkdir" in m for m in result.skipped)
+
+
+# --- clean-up of uploads: the shapes the README promises -------------------------------------
+
+
+@pytest.mark.parametrize("byline", ["*By Tomas Ilves*", "_By Tomas Ilves_", "**By Tomas Ilves**", "*by* Tomas Ilves"])
+def test_a_markdown_emphasised_byline_is_the_author(tmp_path: Path, byline: str) -> None:
+    article = only(load_file(write(tmp_path / "ferry.md", f"# Ferry Returns\n\n{byline}\n\n{BODY}\n\n{BODY2}\n")))
+    assert article.author == "Tomas Ilves"
+    assert "Ilves" not in article.text and "*" not in article.text and article.text.startswith("The city council")
+
+
+@pytest.mark.parametrize("line, date", [
+    ("March 3, 2026", "March 3, 2026"), ("Tuesday, March 3, 2026", "Tuesday, March 3, 2026"),
+    ("3 March 2026", "3 March 2026"), ("2026-03-03", "2026-03-03"), ("Published: Mar. 3, 2026", "Mar. 3, 2026"),
+    ("Updated March 3, 2026 10:42 a.m.", "March 3, 2026 10:42 a.m."),
+])
+def test_a_lone_date_line_at_the_top_is_the_published_date(tmp_path: Path, line: str, date: str) -> None:
+    article = only(load_file(write(tmp_path / "trams.txt", f"Trams Return\n{line}\n\n{BODY}\n\n{BODY2}\n")))
+    assert article.title == "Trams Return" and article.published == date
+    assert article.text == f"{BODY}\n\n{BODY2}"
+
+
+def test_a_date_inside_the_body_stays(tmp_path: Path) -> None:
+    text = f"Trams Return\n\n{BODY}\n\nMarch 3, 2026\n\n{BODY2}\n"
+    article = only(load_file(write(tmp_path / "trams.txt", text)))
+    assert article.published == "" and "March 3, 2026" in article.text
+
+
+def test_an_html_newsletter_prompt_is_dropped(tmp_path: Path) -> None:
+    html = f"""<html><head><title>Ferry Returns</title></head><body><article><h1>Ferry Returns</h1>
+    <p>{BODY}</p><p>Newsletter: sign up for our daily briefing</p><p>{BODY2}</p>
+    <p>Sign up for our morning briefing</p></article></body></html>"""
+    article = only(load_file(write(tmp_path / "ferry.html", html)))
+    assert "briefing" not in article.text.lower() and BODY2 in article.text

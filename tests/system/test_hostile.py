@@ -130,9 +130,9 @@ def test_limits_for_huge_inputs_are_clear_and_the_rest_still_builds(tmp_path: Pa
     assert report.articles == 2  # good.txt and the "ok" line
     messages = "\n".join(report.skipped)
     assert len(report.skipped) == 5, messages
-    assert f"huge.txt is 60 MB, over the {MAX_FILE_BYTES / 1e6:.3g} MB limit" in messages
+    assert f"huge.txt: 60 MB, over the {MAX_FILE_BYTES / 1e6:.3g} MB limit" in messages
     assert "long.md: text is" in messages and f"over the {MAX_ARTICLE_CHARS:,} limit" in messages
-    assert "feed.jsonl: line 1" in messages and "feed.jsonl: line 2 is over" in messages
+    assert "feed.jsonl: line 1" in messages and "feed.jsonl: line 2: over" in messages
     assert f"bomb.jsonl.gz: stopped at line {MAX_JSONL_LINES + 1:,}" in messages
     assert all("\n" not in m for m in report.skipped)
     assert seconds < 60, f"the huge inputs took {seconds:.0f}s"
@@ -157,7 +157,7 @@ def test_binary_files_pipes_and_odd_names_are_skipped_or_named_safely(tmp_path: 
     assert time.perf_counter() - started < 60
     messages = "\n".join(report.skipped)
     assert messages.count("looks binary") == 3
-    assert "pipe.txt is not a regular file" in messages
+    assert "pipe.txt: not a regular file" in messages
     assert "zero.txt: symlink to /dev/zero" in messages and "not followed" in messages
     sources = sorted(Path(a.source).name for a in load_index(tmp_path / "index").articles.values())
     assert sources == ["bidi\\u202etxt.exe.txt", "latin1-caf\\udce9.txt", "new\\u000aline.txt", "ümlaut 北.txt"]

@@ -29,3 +29,9 @@ def test_readme_commands_exist():
         assert f"bash {script}" in readme
         assert (ROOT / script).exists()
     assert "scripts/test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_says_what_the_first_start_costs_and_where_the_model_export_goes():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "~/.cache/qa" in readme and "QA_CACHE" in readme
+    assert re.search(r"first start.{0,400}export", readme, re.S | re.I), "the one-time ONNX export is not mentioned"

@@ -40,8 +40,8 @@ def read_jsonl(path: str, max_article_chars: int) -> tuple[list[Article], list[s
                     break
                 if line is None:
                     skips.append(
-                        f"{path}: line {lineno} is over {max_line_bytes:,} bytes, too long for the "
-                        f"{max_article_chars:,} character limit (max_article_chars); skipped"
+                        f"{path}: line {lineno}: over {max_line_bytes:,} bytes, too long for the "
+                        f"{max_article_chars:,} character limit (max_article_chars)"
                     )
                     continue
                 if not line.strip():
@@ -52,14 +52,14 @@ def read_jsonl(path: str, max_article_chars: int) -> tuple[list[Article], list[s
                     skips.append(str(exc))
                     continue
                 if article.source in seen:
-                    skips.append(f"{path}: line {lineno} repeats source {article.source}; skipped")
+                    skips.append(f"{path}: line {lineno}: repeats source {article.source}")
                     continue
                 seen.add(article.source)
                 articles.append(article)
     except (OSError, EOFError, zlib.error) as exc:
         raise LoadError(f"{path}: cannot be read ({exc}); check the file or re-create it") from exc
     if not articles and not skips:
-        raise LoadError(f"{path} has no JSON lines; add one object with a \"text\" per line")
+        raise LoadError(f"{path}: no JSON lines; add one object with a \"text\" per line")
     return articles, skips
 
 
@@ -85,12 +85,12 @@ def _line_article(path: str, lineno: int, line: bytes, max_article_chars: int) -
     try:
         data = json.loads(line.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise LoadError(f"{where} is not valid JSON ({exc}); skipped") from exc
+        raise LoadError(f"{where}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise LoadError(f"{where} is not a JSON object; skipped")
+        raise LoadError(f"{where}: not a JSON object")
     text = data.get("text")
     if not isinstance(text, str) or not text.strip():
-        raise LoadError(f"{where} has no \"text\" string; skipped")
+        raise LoadError(f"{where}: no \"text\" string")
     source = _str(data.get("url")) or _str(data.get("id")) or f"{path}#L{lineno}"
     fields = ArticleFields(
         text=text,
@@ -98,10 +98,7 @@ def _line_article(path: str, lineno: int, line: bytes, max_article_chars: int) -
         author=_str(data.get("author")),
         published=_str(data.get("published")),
     )
-    try:
-        return make_article(where, source, fields, max_article_chars)
-    except LoadError as exc:
-        raise LoadError(f"{exc}; skipped") from exc
+    return make_article(where, source, fields, max_article_chars)
 
 
 def _str(value: Any) -> str:

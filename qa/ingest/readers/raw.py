@@ -26,4 +26,4 @@ def check_not_binary(path: str, data: bytes) -> None:
         return
     controls = sum(1 for b in head if b < 32 and b not in b"\t\n\r\x0c")
     if b"\x00" in head or controls > len(head) * 0.3:
-        raise LoadError(f"{path} looks binary, not text; convert it to a supported format or remove it")
+        raise LoadError(f"{path}: looks binary, not text; convert it to a supported format or remove it")
