@@ -8,7 +8,8 @@ precision over the ranked list, reciprocal rank of the first positive, whether t
 Ties keep the file's order. Scorers:
 
 * ``default``: what ``Bot.ask`` scores candidates with by default (``qa.answer.scorers.scorer_for``);
-* ``hand``: the hand-weighted score; ``reader``: the shipped reader alone; ``bm25``: BM25 with the file's
+* ``hand``: the hand-weighted score; ``blend``: the hand-weighted score plus the reader, as
+  ``QA_RANKER=reader`` scores; ``reader``: the shipped reader's logit alone; ``bm25``: BM25 with the file's
   sentences as the collection.
 
 Scorers that need retrieval features get the values a lone sentence would have: each sentence is its own
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCORERS = ("default", "hand", "reader", "bm25")
+SCORERS = ("default", "hand", "blend", "reader", "bm25")
 FORMATS = ("wikiqa", "trecqa", "selqa")
 
 
@@ -147,7 +148,9 @@ def candidate_scorer(questions: Sequence[Question], name: str) -> Callable[[Ques
     from qa.records import Article, Chunk, Hit
 
     embedder = get_embedder()
-    scorer = scorer_for(embedder.name, ranker=None if name == "default" else name)
+    from qa.settings import DEFAULT_RANKER_NAME
+
+    scorer = scorer_for(embedder.name, ranker={"default": DEFAULT_RANKER_NAME, "blend": "reader"}.get(name, name))
     idf = _idf_of(questions)
 
     def score(q: Question) -> np.ndarray:
@@ -170,7 +173,15 @@ def run(path: Path, fmt: str, scorer: str, limit: int | None = None) -> dict:
     counted = [q for q in questions if 0 < sum(q.labels) < len(q.labels)]
     if limit:
         counted = counted[:limit]
-    score = bm25_scorer(questions) if scorer == "bm25" else candidate_scorer(questions, scorer)
+    if scorer == "bm25":
+        score = bm25_scorer(questions)
+    elif scorer == "reader":
+        from qa.answer.reader import shared_reader
+
+        reader = shared_reader()
+        score = lambda q: reader.score(q.text, list(q.sentences))  # noqa: E731
+    else:
+        score = candidate_scorer(questions, scorer)
     started = time.perf_counter()
     ranked = []
     for q in counted:
