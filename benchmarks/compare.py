@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.harness import (
+    run_cli,
     BUNDLED,
     DEFAULT_RTQA,
     DEFAULT_WORK,
@@ -50,7 +51,6 @@ from benchmarks.harness import (
     log,
     machine,
     pin_threads,
-    quiet,
     read_rtqa,
     result_path,
     rtqa_files,
@@ -164,17 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "On a busy machine 1 is fairer: multi-threaded small operations then mostly wait")
     parser.add_argument("--render", type=Path, default=None, help="print the table of an earlier result JSON and exit")
     args = parser.parse_args(argv)
-    quiet()
-    if args.render:
-        print(render(json.loads(args.render.read_text())))
-        return 0
-    try:
-        return run(args, argv if argv is not None else sys.argv[1:])
-    except BenchError as exc:
-        print(f"compare: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_cli("compare", args, argv, render, run)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:

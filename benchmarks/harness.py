@@ -107,6 +107,23 @@ def pin_threads(threads: int | None) -> None:
             os.environ[name] = str(threads)
 
 
+def run_cli(name: str, args, argv: Sequence[str] | None, render: Callable[[dict], str],
+            run: Callable[..., int]) -> int:
+    """The shared end of a measurement's ``main``: ``--render FILE`` prints an earlier result's table, else
+    ``run(args, argv)``; a ``BenchError`` is one line and exit status 2, Ctrl-C exits 130."""
+    quiet()
+    if args.render:
+        print(render(json.loads(args.render.read_text())))
+        return 0
+    try:
+        return run(args, argv if argv is not None else sys.argv[1:])
+    except BenchError as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
 def log(message: str) -> None:
     """Progress for the person running the benchmark (stderr; stdout keeps the table)."""
     print(f"bench: {message}", file=sys.stderr, flush=True)

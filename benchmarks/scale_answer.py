@@ -647,17 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rebuild", action="store_true", help="build every index again")
     parser.add_argument("--render", type=Path, default=None, help="print the table of a result JSON and exit")
     args = parser.parse_args(argv)
-    harness.quiet()
-    if args.render:
-        print(render(json.loads(args.render.read_text())))
-        return 0
-    try:
-        return run(args, argv if argv is not None else sys.argv[1:])
-    except BenchError as exc:
-        print(f"scale_answer: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return harness.run_cli("scale_answer", args, argv, render, run)
 
 
 if __name__ == "__main__":

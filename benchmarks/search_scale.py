@@ -17,7 +17,6 @@ measures whole answers at 1M chunks. Results go to ``benchmarks/results/search-l
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -26,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.harness import (
+    run_cli,
     DEFAULT_RTQA,
     DEFAULT_WORK,
     BenchError,
@@ -36,7 +36,6 @@ from benchmarks.harness import (
     machine,
     percentiles,
     pin_threads,
-    quiet,
     read_questions,
     result_path,
     rss_now_mb,
@@ -173,17 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="result JSON (default benchmarks/results/search-latency-SIZES-chunks[-LABEL].json)")
     parser.add_argument("--render", type=Path, default=None, help="print the table of an earlier result JSON and exit")
     args = parser.parse_args(argv)
-    quiet()
-    if args.render:
-        print(render(json.loads(args.render.read_text())))
-        return 0
-    try:
-        return run(args, argv if argv is not None else sys.argv[1:])
-    except BenchError as exc:
-        print(f"search_scale: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    return run_cli("search_scale", args, argv, render, run)
 
 
 def run(args: argparse.Namespace, argv: Sequence[str]) -> int:

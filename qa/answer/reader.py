@@ -15,7 +15,6 @@ card names, so a missing, truncated or foreign file is a one-line
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -27,6 +26,7 @@ import numpy as np
 
 from qa.answer.scorers import Calibration, HandScorer
 from qa.errors import QAError
+from qa.records import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,6 @@ def read_card(path: Path) -> ReaderCard:
     return card
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Reader:
     """Scores (question, sentence) pairs with the shipped cross-encoder; loaded once, thread-safe."""
 
@@ -112,7 +104,7 @@ class Reader:
         self.card = read_card(card_path)
         onnx_path = card_path.parent / self.card.onnx
         try:
-            actual = _file_sha256(onnx_path)
+            actual = sha256_file(onnx_path)
         except OSError as exc:
             raise ReaderError(f"the reader's model {onnx_path} cannot be read ({exc.strerror}); {REBUILD_HINT}") from None
         if actual != self.card.sha256:
