@@ -21,10 +21,12 @@ docs/reliability.md.
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 
 from qa.index.lexical import Postings
+from qa.settings import default_index_dir
 
 #: Version of the index folder layout; bump when the files change shape.
 INDEX_FORMAT = "qa-index/2"
@@ -94,3 +96,11 @@ def manifest_temp_name(build_id: str) -> str:
 def is_own_file(name: str) -> bool:
     """Whether a name at the top of an index folder is one this package writes (so it may remove it)."""
     return _OWN_FILE.match(name) is not None
+
+
+def build_command(folder: str | os.PathLike[str], *, full: bool = False) -> str:
+    """The ``qa build`` command that (re)builds ``folder``: ``--index`` named unless it is the default folder."""
+    command = "qa build --full" if full else "qa build"
+    if os.path.abspath(folder) != os.path.abspath(default_index_dir()):
+        command += f" --index {os.fspath(folder).rstrip('/') or '/'}/"
+    return command

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from qa.errors import QAError
-from qa.index.format import INDEX_FORMAT, MANIFEST
+from qa.index.format import INDEX_FORMAT, MANIFEST, build_command
 from qa.index.manifest import (
     FileEntry,
     Manifest,
@@ -28,20 +28,11 @@ from qa.index.manifest import (
 from qa.index.searchable import Index
 from qa.index.segment import Segment, read_deletions, read_segment
 from qa.records import sha256_file
-from qa.settings import default_index_dir
 
 log = logging.getLogger(__name__)
 
 #: How often ``load_index`` starts again when a build commits while it reads.
 LOAD_ATTEMPTS = 5
-
-
-def build_command(folder: str | os.PathLike[str], *, full: bool = False) -> str:
-    """The ``qa build`` command that (re)builds ``folder``: ``--index`` named unless it is the default folder."""
-    command = "qa build --full" if full else "qa build"
-    if os.path.abspath(folder) != os.path.abspath(default_index_dir()):
-        command += f" --index {os.fspath(folder).rstrip('/') or '/'}/"
-    return command
 
 
 class IndexLoadError(QAError):

@@ -34,6 +34,7 @@ from qa.index.format import (
     LOCK,
     MANIFEST,
     SEGMENT_FILES,
+    build_command,
     deletions_name,
     is_own_file,
     manifest_temp_name,
@@ -99,7 +100,7 @@ def writer_lock(folder: Path) -> Iterator[None]:
                 who = f" (process {holder})" if holder.isdigit() else ""
                 raise IndexBusy(
                     f"another build{who} is writing {folder}/ right now: "
-                    "wait for it to finish, then run `qa build` again"
+                    f"wait for it to finish, then run `{build_command(folder)}` again"
                 ) from None
             raise
         with contextlib.suppress(OSError):  # who holds it, for the message above; not needed for safety

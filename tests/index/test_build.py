@@ -199,3 +199,15 @@ def test_an_incremental_build_searches_exactly_like_a_full_one(
     ask_a = Bot.load(hash_index, embedder=hash_embedder, **settings).ask("How many homes will the plant supply?")
     ask_b = Bot.load(fresh_dir, embedder=hash_embedder, **settings).ask("How many homes will the plant supply?")
     assert [(q.text, q.score) for q in ask_a.quotes] == [(q.text, q.score) for q in ask_b.quotes]
+
+
+def test_a_busy_index_names_the_build_command_for_its_own_folder(tmp_path):
+    from qa.index.writer import IndexBusy, writer_lock
+
+    folder = tmp_path / "other"
+    with writer_lock(folder):
+        with pytest.raises(IndexBusy) as err:
+            with writer_lock(folder):  # a second writer, as another terminal's `qa build --index other/` would be
+                pass
+    message = str(err.value)
+    assert f"run `qa build --index {folder}/` again" in message and "\n" not in message
