@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.harness import (
+    finish,
     run_cli,
     BUNDLED,
     DEFAULT_RTQA,
@@ -264,12 +265,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             full["disk_mb"] = round(disk_bytes(probe) / 1e6, 1)
             results["corpora"]["rtqa_full"] = full
             write_result(out, results, partial=True)
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"]["load_after"] = os.getloadavg()[0]
-    write_result(out, results)
-    print(render(results))
-    log(f"results in {out} ({results['seconds']:.0f}s)")
-    return 0
+    return finish(out, results, started, render)
 
 
 # --------------------------------------------------------------------------- the table

@@ -124,6 +124,16 @@ def run_cli(name: str, args, argv: Sequence[str] | None, render: Callable[[dict]
         return 130
 
 
+def finish(out: Path, results: dict, started: float, render: Callable[[dict], str]) -> int:
+    """The end of a measurement: its time and the machine's load after it, the result file, the table printed."""
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    results["machine"]["load_after"] = os.getloadavg()[0]
+    write_result(out, results)
+    print(render(results))
+    log(f"results in {out} ({results['seconds']:.0f}s)")
+    return 0
+
+
 def log(message: str) -> None:
     """Progress for the person running the benchmark (stderr; stdout keeps the table)."""
     print(f"bench: {message}", file=sys.stderr, flush=True)

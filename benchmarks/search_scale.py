@@ -17,7 +17,6 @@ measures whole answers at 1M chunks. Results go to ``benchmarks/results/search-l
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import time
@@ -25,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.harness import (
+    finish,
     run_cli,
     DEFAULT_RTQA,
     DEFAULT_WORK,
@@ -196,12 +196,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         scale.append(run_worker(worker_scale, params, timeout=3 * 3600))
         results["corpora"] = {"synthetic": {"source": str(source), "scale": scale}}
         write_result(out, results, partial=True)
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"]["load_after"] = os.getloadavg()[0]
-    write_result(out, results)
-    print(render(results))
-    log(f"results in {out} ({results['seconds']:.0f}s)")
-    return 0
+    return finish(out, results, started, render)
 
 
 def render(results: dict) -> str:
