@@ -1,11 +1,11 @@
 """Warm ``Bot.ask`` latency of each quote scorer on one index, side by side in one process.
 
-    python -m benchmarks.scorer_latency --index /tmp/rtqa-index/onnx-int8/slice-heldout --questions 100
+    python -m benchmarks.scorer_latency --index /tmp/rtqa-index/slice-heldout --questions 100
 
 Every question is asked once per scorer before timing (warm-up), then the scorers take turns question by
 question, so a busy moment of the machine hits them alike. Reports p50/p95 per scorer and the resident
-memory each scorer's model added when it was loaded. Questions: RealTime QA 2022's (read where they lie)
-or any JSONL file with a ``q`` field per line.
+memory each bot added when it was loaded (its own copy of the index, the embedder and the scorer's model).
+Questions: RealTime QA 2022's (read where they lie) or any JSONL file with a ``q`` field per line.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def read_questions(path: Path, limit: int) -> list[str]:
 
 
 def run(index: Path, questions: Sequence[str], scorers: Sequence[str], k: int = 3) -> dict:
-    """Per scorer: warm latency percentiles over ``questions``, and the memory its loading added."""
+    """Per scorer: warm latency percentiles over ``questions``, and the memory its bot's loading added."""
     from qa.answer.bot import Bot
     from qa.answer.quotes import AnswerSettings
 
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = {"machine": machine(), **run(args.index, questions, args.scorers.split(","))}
     for name, row in result["scorers"].items():
         print(f"{name:8} p50 {row['p50']:.0f} ms  p95 {row['p95']:.0f} ms  "
-              f"model memory {row['rss_added_mb']:.0f} MB", file=sys.stderr)
+              f"bot loaded in {row['rss_added_mb']:.0f} MB", file=sys.stderr)
     out = result_path("scorer-latency", f"{result['chunks']}-chunks", args.scorers.replace(",", "-"), args.label,
                       out=args.out)
     write_result(out, result)
