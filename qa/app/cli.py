@@ -1,4 +1,4 @@
-"""The ``qa`` command: build, ask, chat, info, eval. It only parses and formats.
+"""The ``qa`` command: build, ask, chat, info, check, eval. It only parses and formats.
 
 Heavy modules (torch, faiss, the model) are imported inside the commands, so
 ``qa --help`` answers at once.
@@ -60,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show what the index holds")
     index_opt(p)
     p.add_argument("--json", action="store_true", help="print as JSON")
+
+    p = sub.add_parser("check", help="check every file and record of the index against its manifest (a full pass)")
+    index_opt(p)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("eval", help="score the bot on a file of questions with gold answers")
     p.add_argument("questions", metavar="QUESTIONS.jsonl")
@@ -228,6 +232,34 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    import time
+
+    from qa.index.reader import load_index
+
+    folder = _index_dir(args)
+    started = time.perf_counter()
+    index = load_index(folder, check="full")  # raises IndexInvalid (one line, what to do) on the first mismatch
+    manifest = index.manifest
+    data = {
+        "index": str(folder),
+        "build_id": manifest.build_id,
+        "ok": True,
+        "files": len(manifest.files),
+        "bytes": sum(e.size for e in manifest.files.values()),
+        "articles": len(index.articles),
+        "chunks": len(index.chunks),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    if args.json:
+        _emit(data)
+    else:
+        print(f"index {folder}/ (build {manifest.build_id}) is intact: {data['files']} files, "
+              f"{data['bytes'] / 1e6:.1f} MB, {data['articles']:,} articles and {data['chunks']:,} chunks checked "
+              f"in {data['seconds']:.1f} s")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from qa.answer.bot import Bot
     from qa.answer.evaluate import evaluate, format_misses, format_report, read_questions
@@ -256,7 +288,7 @@ def _drop_stdout() -> None:
         pass
 
 
-COMMANDS = {"build": cmd_build, "ask": cmd_ask, "chat": cmd_chat, "info": cmd_info, "eval": cmd_eval}
+COMMANDS = {"build": cmd_build, "ask": cmd_ask, "chat": cmd_chat, "info": cmd_info, "check": cmd_check, "eval": cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,8 @@ Layout (names carry ids, so two builds never write the same name)::
       seg-<segment>/                one immutable segment, written once by the build that made it
         articles.jsonl              its articles (cleaned text, metadata)
         chunks.jsonl                its chunks, in vector order (local rows)
+        articles.table.npy, chunks.table.npy
+                                    where each record starts, its digest (see qa/index/records.py)
         vectors.npy                 float32 [chunks, dim], L2-normalised (allow_pickle=False)
         dense.faiss                 FAISS inner-product index over those vectors
         terms.json, term_ptr.npy, post_rows.npy, post_tfs.npy, lengths.npy
@@ -50,7 +52,13 @@ SEGMENT_FILES = {
     "vectors": "vectors.npy",
     "dense": "dense.faiss",
     "postings": "terms.json",  # and the arrays Postings.file_names() lists
+    "article_table": "articles.table.npy",
+    "chunk_table": "chunks.table.npy",
 }
+#: What every segment holds; segments written before record tables existed hold only these.
+REQUIRED_KINDS = ("articles", "chunks", "vectors", "dense", "postings")
+#: What a segment written by this version holds.
+WRITTEN_KINDS = (*REQUIRED_KINDS, "article_table", "chunk_table")
 
 
 def new_id() -> str:
@@ -68,14 +76,31 @@ def segment_folder(segment_id: str) -> str:
     return f"seg-{segment_id}"
 
 
-def segment_file_names() -> list[str]:
-    """Every file a segment folder holds, relative to it."""
-    return [SEGMENT_FILES[kind] for kind in ("articles", "chunks", "vectors", "dense")] + Postings.file_names()
+def segment_file_names(kinds: tuple[str, ...] = WRITTEN_KINDS) -> list[str]:
+    """Every file a segment folder holding ``kinds`` has, relative to it."""
+    return [name for kind in kinds for name in ([SEGMENT_FILES[kind]] if kind != "postings" else Postings.file_names())]
 
 
-def segment_holds() -> dict[str, str | list[str]]:
+def segment_holds(kinds: tuple[str, ...] = WRITTEN_KINDS) -> dict[str, str | list[str]]:
     """What a segment holds, by kind, as the manifest records it (so a later version can add kinds beside them)."""
-    return {**SEGMENT_FILES, "postings": Postings.file_names()}
+    return {kind: (SEGMENT_FILES[kind] if kind != "postings" else Postings.file_names()) for kind in kinds}
+
+
+def kinds_of(holds: object) -> tuple[str, ...]:
+    """The kinds a manifest's ``holds`` names (``ValueError`` if it names a file this version does not know).
+
+    A segment entry without ``holds`` holds the required kinds only.
+    """
+    if holds is None:
+        return REQUIRED_KINDS
+    if not isinstance(holds, dict):
+        raise ValueError("holds")
+    kinds = tuple(k for k in WRITTEN_KINDS if k in holds)
+    if set(holds) != set(kinds) or not set(REQUIRED_KINDS) <= set(kinds) or holds != segment_holds(kinds):
+        raise ValueError("holds")
+    if ("article_table" in kinds) != ("chunk_table" in kinds):
+        raise ValueError("holds")
+    return kinds
 
 
 def deletions_name(segment_id: str, build_id: str) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -84,6 +84,8 @@ class Postings:
     """
 
     def __init__(self, terms: list[str], term_ptr, post_rows, post_tfs, lengths) -> None:
+        #: Where it was loaded from (its segment folder's name), for messages.
+        self.source = ""
         self.terms = terms
         self.term_ids = {t: i for i, t in enumerate(terms)}
         self.term_ptr = term_ptr
@@ -150,6 +152,11 @@ class Postings:
                                     cat(tf_blocks, np.int64), cat(length_blocks, np.int32))
 
     @staticmethod
+    def bulk_file_names() -> list[str]:
+        """The files ``save`` writes that grow with the postings (not with the vocabulary or the chunks)."""
+        return ["post_rows.npy", "post_tfs.npy"]
+
+    @staticmethod
     def file_names() -> list[str]:
         """The files ``save`` writes, relative to its folder."""
         return [_TERMS, *(f"{name}.npy" for name in _ARRAYS)]
@@ -170,13 +177,15 @@ class Postings:
         arrays = [np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
                   for name in _ARRAYS]
         postings = Postings(terms, *arrays)
+        postings.source = folder.name
         term_ptr, post_rows, post_tfs, lengths = arrays
         if (
             term_ptr.shape != (len(terms) + 1,)
             or post_rows.shape != post_tfs.shape
             or (len(term_ptr) and (term_ptr[0] != 0 or term_ptr[-1] != len(post_rows)))
             or lengths.ndim != 1
-            or (len(post_rows) and int(post_rows.max()) >= len(lengths))
+            # mapped posting lists are not read whole here: each list's rows are checked when it is used
+            or (not mmap and len(post_rows) and int(post_rows.max()) >= len(lengths))
         ):
             raise ValueError("postings arrays do not agree")
         return postings
@@ -198,10 +207,14 @@ class Lexical:
 
     ``parts`` pairs each segment's ``Postings`` with ``rows``: the global row
     of each local row, -1 for a deleted chunk. Global rows run 0..n_docs-1.
+    ``damaged(detail)`` makes the error raised when a posting list points past
+    its segment (memory-mapped lists are checked when used, not when opened).
     """
 
-    def __init__(self, parts: Sequence[tuple[Postings, np.ndarray]]) -> None:
+    def __init__(self, parts: Sequence[tuple[Postings, np.ndarray]],
+                 damaged: Callable[[str], Exception] = ValueError) -> None:
         self._parts = [(p, np.asarray(rows, dtype=np.int64)) for p, rows in parts]
+        self._damaged = damaged  # makes the error raised for a posting list that points past its segment
         self.n_docs = int(sum(int((rows >= 0).sum()) for _, rows in self._parts))
         total = sum(int(np.asarray(p.lengths, dtype=np.int64)[rows >= 0].sum()) for p, rows in self._parts)
         self.avg_length = total / self.n_docs if self.n_docs else 1.0
@@ -218,10 +231,17 @@ class Lexical:
             if tid is not None:
                 yield postings, rows, norms, offset, int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
 
+    def _local_rows(self, postings: Postings, lo: int, hi: int) -> np.ndarray:
+        """One posting list's local rows, checked to lie in its segment."""
+        local = np.asarray(postings.post_rows[lo:hi], dtype=np.int64)
+        if len(local) and (int(local.max()) >= postings.n_docs or int(local.min()) < 0):
+            raise self._damaged(f"{postings.source}/post_rows.npy")
+        return local
+
     def _postings(self, token: str):
         """(global rows, term counts, length norms) of the live chunks holding ``token``, per segment."""
         for postings, rows, norms, offset, lo, hi in self._spans(token):
-            local = np.asarray(postings.post_rows[lo:hi], dtype=np.int64)
+            local = self._local_rows(postings, lo, hi)
             if offset is not None:
                 yield local + offset, np.asarray(postings.post_tfs[lo:hi]), norms[local]
                 continue
@@ -238,7 +258,7 @@ class Lexical:
                 if offset is not None:
                     df += hi - lo
                 else:
-                    df += int((rows[np.asarray(postings.post_rows[lo:hi], dtype=np.int64)] >= 0).sum())
+                    df += int((rows[self._local_rows(postings, lo, hi)] >= 0).sum())
             self._df[token] = df
         return df
 

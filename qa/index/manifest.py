@@ -12,14 +12,16 @@ checksum; whether the files agree with it is qa/index/reader.py's job.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qa.index.format import (
     INDEX_FORMAT,
     OLD_INDEX_FORMATS,
+    WRITTEN_KINDS,
     is_deletions_name,
     is_id,
+    kinds_of,
     segment_file_names,
     segment_folder,
     segment_holds,
@@ -125,6 +127,8 @@ class SegmentEntry:
 
     ``dense`` is the dense index's parameters as ``DenseInfo.to_json`` recorded
     them (kind, rows, recall; nlist and nprobe for IVF), kept as written.
+    ``kinds`` is what its folder holds (``holds`` in JSON; older segments have
+    no record tables).
     """
 
     id: str
@@ -133,6 +137,7 @@ class SegmentEntry:
     deleted: int
     deletions: str
     dense: dict[str, Any]
+    kinds: tuple[str, ...] = WRITTEN_KINDS
 
     @property
     def folder(self) -> str:
@@ -142,9 +147,19 @@ class SegmentEntry:
     def live(self) -> int:
         return self.chunks - self.deleted
 
+    @property
+    def has_tables(self) -> bool:
+        """Whether its records can be read one at a time (it holds record tables)."""
+        return "chunk_table" in self.kinds
+
+    def with_deletions(self, deleted: int, deletions: str) -> SegmentEntry:
+        """The same segment with another deletion list."""
+        return replace(self, deleted=deleted, deletions=deletions)
+
     def files(self) -> list[str]:
         """The files this entry needs, relative to the index folder."""
-        return [f"{self.folder}/{name}" for name in segment_file_names()] + ([self.deletions] if self.deletions else [])
+        names = segment_file_names(self.kinds)
+        return [f"{self.folder}/{name}" for name in names] + ([self.deletions] if self.deletions else [])
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -154,7 +169,7 @@ class SegmentEntry:
             "chunks": self.chunks,
             "deleted": self.deleted,
             "deletions": self.deletions or None,
-            "holds": segment_holds(),
+            "holds": segment_holds(self.kinds),
             "dense": self.dense,
         }
 
@@ -167,7 +182,7 @@ class SegmentEntry:
         if deletions and not is_deletions_name(deletions, seg_id):
             raise ValueError("deletions")
         entry = SegmentEntry(seg_id, int(raw["articles"]), int(raw["chunks"]), int(raw["deleted"]), deletions,
-                             dict(raw["dense"]))
+                             dict(raw["dense"]), kinds_of(raw.get("holds")))
         if bool(deletions) != bool(entry.deleted) or not 0 <= entry.deleted <= entry.chunks:
             raise ValueError("deleted")
         return entry

@@ -9,14 +9,18 @@ says what to do.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
-from qa.errors import QAError
-from qa.index.format import INDEX_FORMAT, MANIFEST, build_command
+from qa.index.errors import IndexInvalid, IndexLoadError, IndexMissing
+from qa.index.format import INDEX_FORMAT, MANIFEST, SEGMENT_FILES, build_command
+from qa.index.lexical import Postings
 from qa.index.manifest import (
     FileEntry,
     Manifest,
@@ -25,6 +29,7 @@ from qa.index.manifest import (
     ManifestUnreadable,
     decode_manifest,
 )
+from qa.index.records import AUX, RecordDamaged, check_table, id_key
 from qa.index.searchable import Index
 from qa.index.segment import Segment, read_deletions, read_segment
 from qa.records import sha256_file
@@ -33,18 +38,15 @@ log = logging.getLogger(__name__)
 
 #: How often ``load_index`` starts again when a build commits while it reads.
 LOAD_ATTEMPTS = 5
-
-
-class IndexLoadError(QAError):
-    """The index cannot be used; the message says what to do."""
-
-
-class IndexMissing(IndexLoadError):
-    """There is no index in the folder yet."""
-
-
-class IndexInvalid(IndexLoadError):
-    """The folder holds an index that does not match its manifest, this version, or the model."""
+#: How an index is checked before it serves. ``full``: every file's sha256 and every record (what a
+#: build's own files get, and ``qa check``). ``lazy``: every file's size, the sha256 of all but the
+#: bulk files (``bulk_files``), and counts, shapes and spans; each record is checked against its
+#: digest when it is read, and the bulk files are hashed by a background thread after opening.
+#: ``auto``: full up to ``FULL_CHECK_BYTES`` of bulk files, lazy above.
+CHECKS = ("auto", "full", "lazy")
+#: Up to this many bytes of bulk files (about 50,000 chunks) opening checks everything first: about
+#: 0.3 s of sha256 here. Above it, opening would grow with the index (4.7 GB at a million chunks).
+FULL_CHECK_BYTES = 256 << 20
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -136,17 +138,20 @@ def verify_deletions(folder: Path, manifest: Manifest) -> None:
         raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`") from None
 
 
-def load_index(folder: Path, *, model: str | None = None, checksums: bool = True) -> Index:
-    """Load the committed index in ``folder``; ``model`` (if given) must be the one it was built with.
+def load_index(folder: Path, *, model: str | None = None, check: str = "auto") -> Index:
+    """Open the committed index in ``folder``; ``model`` (if given) must be the one it was built with.
 
+    ``check`` says how much is verified before the index serves (see ``CHECKS``).
     Readers take no lock. If a build commits (and removes the files of the
     generation being read) while this reads, it starts again with the new manifest.
     """
+    if check not in CHECKS:
+        raise ValueError(f"check must be one of {', '.join(CHECKS)}")
     folder = Path(folder)
     for attempt in range(1, LOAD_ATTEMPTS + 1):
         manifest = read_manifest(folder)
         try:
-            return _load_generation(folder, manifest, model, checksums)
+            return _load_generation(folder, manifest, model, check)
         except IndexInvalid:
             if attempt == LOAD_ATTEMPTS or _current_build_id(folder) in (None, manifest.build_id):
                 raise
@@ -161,24 +166,92 @@ def _current_build_id(folder: Path) -> str | None:
         return None
 
 
-def _load_generation(folder: Path, manifest: Manifest, model: str | None, checksums: bool) -> Index:
+def bulk_files(manifest: Manifest) -> list[str]:
+    """The large files, which a large index checks after it opens: vectors, FAISS, posting lists, tabled records."""
+    out = []
+    for seg in manifest.segments:
+        names = [SEGMENT_FILES["vectors"], SEGMENT_FILES["dense"], *Postings.bulk_file_names()]
+        if seg.has_tables:  # each record is checked against its table's digest when it is read
+            names += [SEGMENT_FILES["articles"], SEGMENT_FILES["chunks"]]
+        out += [f"{seg.folder}/{name}" for name in names]
+    return out
+
+
+def check_mode(manifest: Manifest, check: str = "auto") -> str:
+    """``full`` or ``lazy``: what ``check="auto"`` means for this index (full up to ``FULL_CHECK_BYTES`` of bulk files)."""
+    if check != "auto":
+        return check
+    bulk = sum(manifest.files[rel].size for rel in bulk_files(manifest))
+    return "full" if bulk <= FULL_CHECK_BYTES else "lazy"
+
+
+def _load_generation(folder: Path, manifest: Manifest, model: str | None, check: str) -> Index:
     if model is not None and model != manifest.model:
         raise IndexInvalid(
             f"{folder}/ was built with model {manifest.model!r}, not {model!r}: "
             f"run `{build_command(folder, full=True)}` to rebuild it with {model!r}, or use {manifest.model!r}"
         )
-    verify_files(folder, manifest, checksums=checksums)
+    mode = check_mode(manifest, check)
+    later = set(bulk_files(manifest)) if mode == "lazy" else set()
+    for rel, entry in manifest.files.items():
+        _check_file(folder, rel, entry, rel not in later)  # sizes always; checksums of all but ``later``
     try:
         segments = [read_segment(folder, entry) for entry in manifest.segments]
     except Exception as exc:  # noqa: BLE001 - json, numpy and faiss each raise their own kinds
         raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `{build_command(folder, full=True)}`") from None
     if not _agrees(manifest, segments):
         raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`")
-    return Index(folder, manifest, segments)
+    index = Index(folder, manifest, segments)
+    if mode == "full":
+        try:
+            agree = _records_agree(segments)
+        except RecordDamaged as exc:
+            raise index.damaged_record(str(exc)) from None
+        if not agree:
+            raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`")
+        index.checked.set()
+    else:
+        BackgroundCheck(index, sorted(later)).start()
+    return index
+
+
+class BackgroundCheck(threading.Thread):
+    """Hashes a large index's bulk files after it opened, at the lowest CPU priority.
+
+    A file that does not match its checksum takes the index out of service: every
+    later search raises its ``IndexInvalid`` (the one-line message names the file
+    and the rebuild command) instead of serving from it. ``index.checked`` is set
+    when the check ends.
+    """
+
+    def __init__(self, index: Index, files: list[str]) -> None:
+        super().__init__(name=f"qa-check-{index.build_id}", daemon=True)
+        self.index = index
+        self.files = files
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):  # Linux: nice applies to this thread only
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        started = time.perf_counter()
+        index = self.index
+        try:
+            for rel in self.files:
+                _check_file(index.folder, rel, index.manifest.files[rel], True)
+            log.info("index %s: %d large files checked in %.1f s", index.build_id, len(self.files),
+                     time.perf_counter() - started)
+        except IndexInvalid as exc:
+            log.error("index %s taken out of service: %s", index.build_id, exc)
+            index.damage = exc
+        finally:
+            index.checked.set()
 
 
 def _agrees(manifest: Manifest, segments: list[Segment]) -> bool:
-    """Every count, shape and span matches the manifest, and the deletion lists match its live articles."""
+    """Every count, shape and span matches the manifest, and the deletion lists match its live articles.
+
+    Reads no records: each article is found by its id's key in the articles'
+    table, and its chunks' table rows must point at it.
+    """
     if len(manifest.articles) != manifest.counts.get("articles") or len(
         {a.id for a in manifest.articles}
     ) != len(manifest.articles):
@@ -189,11 +262,12 @@ def _agrees(manifest: Manifest, segments: list[Segment]) -> bool:
         masks = live_rows(manifest)
     except (ValueError, KeyError, TypeError):
         return False
-    wanted = {a.id: a for a in manifest.articles}
+    by_segment: dict[str, list] = {}
+    for a in manifest.articles:
+        by_segment.setdefault(a.segment, []).append(a)
     found = 0
     for seg in segments:
         e = seg.entry
-        by_id = {a.id: a for a in seg.articles}
         if (
             len(seg.chunks) != e.chunks
             or len(seg.articles) != e.articles
@@ -204,14 +278,55 @@ def _agrees(manifest: Manifest, segments: list[Segment]) -> bool:
             or seg.postings.n_docs != e.chunks
             or len(seg.deleted) != e.deleted
             or not np.array_equal(np.flatnonzero(~masks[e.id]), np.asarray(seg.deleted, dtype=np.int64))
-            or any(c.article_id not in by_id or by_id[c.article_id].text[c.start : c.end] != c.text for c in seg.chunks)
         ):
             return False
-        for article_id in by_id:
-            entry = wanted.get(article_id)
-            if entry is None or entry.segment != e.id:
-                continue
-            found += 1
-            if any(c.article_id != article_id for c in seg.chunks[entry.row : entry.row + entry.chunks]):
-                return False
+        try:
+            check_table(np.asarray(seg.articles.table), e.articles, seg.articles.size)
+            check_table(np.asarray(seg.chunks.table), e.chunks, seg.chunks.size)
+        except ValueError:
+            return False
+        entries = by_segment.get(e.id, [])
+        if not _spans_agree(seg, entries):
+            return False
+        found += len(entries)
     return found == len(manifest.articles)
+
+
+def _spans_agree(seg: Segment, entries: list) -> bool:
+    """The chunk rows each manifest article claims are exactly the rows whose table points at that article."""
+    keys = np.asarray(seg.articles.table[:-1, AUX])
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    wanted = np.fromiter((id_key(a.id) for a in entries), dtype=np.uint64, count=len(entries))
+    at = np.searchsorted(sorted_keys, wanted)
+    if len(entries) and (at.max() >= len(keys) or not np.array_equal(sorted_keys[at], wanted)):
+        return False
+    if len(np.unique(wanted)) != len(wanted):
+        return False
+    positions = seg.article_positions()
+    if len(positions) and (positions.min() < 0 or positions.max() >= len(keys)):
+        return False
+    position = order[at] if len(entries) else np.zeros(0, dtype=np.int64)
+    rows = np.fromiter((a.row for a in entries), dtype=np.int64, count=len(entries))
+    counts = np.fromiter((a.chunks for a in entries), dtype=np.int64, count=len(entries))
+    if not np.array_equal(np.bincount(positions, minlength=len(keys))[position], counts):
+        return False
+    total = int(counts.sum())
+    first = np.repeat(np.cumsum(counts) - counts, counts)
+    span_rows = np.repeat(rows, counts) + (np.arange(total) - first)
+    if total and (span_rows.min() < 0 or span_rows.max() >= len(positions)):
+        return False
+    return bool(np.array_equal(positions[span_rows], np.repeat(position, counts)))
+
+
+def _records_agree(segments: list[Segment]) -> bool:
+    """Every record decodes, matches its table and its article; a chunk's text is its article's slice (reads all)."""
+    for seg in segments:
+        articles = list(seg.articles)
+        if any(id_key(a.id) != seg.articles.aux(i) for i, a in enumerate(articles)):
+            return False
+        for row, chunk in enumerate(seg.chunks):
+            article = articles[seg.chunks.aux(row)]
+            if chunk.article_id != article.id or article.text[chunk.start : chunk.end] != chunk.text:
+                return False
+    return True

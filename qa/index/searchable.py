@@ -1,27 +1,151 @@
-"""The loaded index: the live chunks of every segment, searchable as one (dense and BM25)."""
+"""The opened index: the live chunks of every segment, searchable as one (dense and BM25).
+
+Nothing is read whole when an index is opened: chunks and articles are read
+from their segments when asked for (``index.chunks[row]``,
+``index.articles[id]``), vectors are memory-mapped.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from qa.index.dense import search_segments
+from qa.index.errors import IndexInvalid
+from qa.index.format import build_command
 from qa.index.lexical import Lexical
-from qa.index.manifest import Manifest
+from qa.index.manifest import ArticleEntry, Manifest
+from qa.index.records import RecordDamaged
 from qa.index.segment import Segment
 from qa.records import Article, Chunk
+
+
+class RowMap:
+    """Global rows to (segment, local row): the live rows of the first segment come first, then the second's..."""
+
+    def __init__(self, segments: Sequence[Segment]) -> None:
+        counts, self.live_local = [], []
+        for seg in segments:
+            if len(seg.deleted):
+                live = np.ones(seg.entry.chunks, dtype=bool)
+                live[seg.deleted] = False
+                self.live_local.append(np.flatnonzero(live))
+            else:
+                self.live_local.append(None)  # every row live: local = global - start
+            counts.append(seg.entry.chunks - len(seg.deleted))
+        self.starts = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.starts[1:])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def locate(self, row: int) -> tuple[int, int]:
+        """The segment number and local row of global row ``row``."""
+        if not 0 <= row < len(self):
+            raise IndexError(row)
+        seg = int(np.searchsorted(self.starts, row, side="right")) - 1
+        local = row - int(self.starts[seg])
+        live = self.live_local[seg]
+        return seg, local if live is None else int(live[local])
+
+    def locate_many(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Segment numbers and local rows of many global rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        segs = np.searchsorted(self.starts, rows, side="right") - 1
+        local = rows - self.starts[segs]
+        for seg in np.unique(segs).tolist():
+            live = self.live_local[seg]
+            if live is not None:
+                where = segs == seg
+                local[where] = live[local[where]]
+        return segs, local
+
+    def global_rows(self, seg: int, chunks: int) -> np.ndarray:
+        """For each local row of segment ``seg`` (``chunks`` of them), its global row; -1 if deleted."""
+        live = self.live_local[seg]
+        if live is None:
+            return self.starts[seg] + np.arange(chunks, dtype=np.int64)
+        rows = np.full(chunks, -1, dtype=np.int64)
+        rows[live] = self.starts[seg] + np.arange(len(live), dtype=np.int64)
+        return rows
+
+
+class Chunks(Sequence[Chunk]):
+    """The live chunks by global row, each read from its segment when asked for."""
+
+    def __init__(self, index: Index, rows: RowMap) -> None:
+        self._index = index
+        self._segments = index.segments
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, row):  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        row = int(row)
+        seg, local = self._rows.locate(row + len(self) if row < 0 else row)
+        self._index.raise_if_damaged()
+        try:
+            return self._segments[seg].chunks[local]
+        except RecordDamaged as exc:
+            raise self._index.damaged_record(str(exc)) from None
+
+    def __iter__(self) -> Iterator[Chunk]:
+        self._index.raise_if_damaged()
+        try:
+            for number, seg in enumerate(self._segments):
+                live = self._rows.live_local[number]
+                if live is None:
+                    yield from seg.chunks
+                else:
+                    keep = set(live.tolist())
+                    yield from (c for i, c in enumerate(seg.chunks) if i in keep)
+        except RecordDamaged as exc:
+            raise self._index.damaged_record(str(exc)) from None
+
+
+class Articles(Mapping[str, Article]):
+    """The live articles by id, in the manifest's order, each read from its segment when asked for."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+        self._entries: dict[str, ArticleEntry] = {a.id: a for a in index.manifest.articles}
+        self._segments = {s.entry.id: s for s in index.segments}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __contains__(self, article_id: object) -> bool:
+        return article_id in self._entries
+
+    def __getitem__(self, article_id: str) -> Article:
+        entry = self._entries[article_id]
+        seg = self._segments[entry.segment]
+        self._index.raise_if_damaged()
+        try:
+            position = seg.article_position(article_id)
+            if position is None:
+                raise self._index.damaged_record(f"seg-{entry.segment}/articles.jsonl (article {article_id} missing)")
+            return seg.articles[position]
+        except RecordDamaged as exc:
+            raise self._index.damaged_record(str(exc)) from None
 
 
 class RowVectors:
     """The live chunks' vectors by global row, read from each segment's memory-mapped file on use."""
 
-    def __init__(self, segments: Sequence[Segment], seg_of: np.ndarray, local_of: np.ndarray, dim: int) -> None:
+    def __init__(self, segments: Sequence[Segment], rows: RowMap, dim: int) -> None:
         self._vectors = [s.vectors for s in segments]
-        self._seg_of = seg_of
-        self._local_of = local_of
-        self.shape = (len(seg_of), dim)
+        self._rows = rows
+        self.shape = (len(rows), dim)
         self.dtype = np.dtype(np.float32)
 
     def __len__(self) -> int:
@@ -29,13 +153,14 @@ class RowVectors:
 
     def __getitem__(self, rows):
         if isinstance(rows, (int, np.integer)):
-            return np.asarray(self._vectors[self._seg_of[rows]][self._local_of[rows]], dtype=np.float32)
+            seg, local = self._rows.locate(int(rows))
+            return np.asarray(self._vectors[seg][local], dtype=np.float32)
         rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
         out = np.empty((len(rows), self.shape[1]), dtype=np.float32)
-        segs = self._seg_of[rows]
+        segs, locals_ = self._rows.locate_many(rows)
         for seg in np.unique(segs).tolist():
             where = segs == seg
-            local = self._local_of[rows[where]]
+            local = locals_[where]
             order = np.argsort(local, kind="stable")  # read each file in ascending order
             block = np.empty((len(local), self.shape[1]), dtype=np.float32)
             block[order] = self._vectors[seg][local[order]]
@@ -47,7 +172,7 @@ class RowVectors:
 
 
 class Index:
-    """A loaded index generation: the live articles and chunks of all its segments, searchable as one.
+    """An opened index generation: the live articles and chunks of all its segments, searchable as one.
 
     Rows are global: the live chunks of the first segment, then the second's, and
     so on. ``chunks[row]``, ``vectors[row]``, ``dense_search`` and ``lexical``
@@ -58,31 +183,39 @@ class Index:
         self.folder = folder
         self.manifest = manifest
         self.segments = segments
-        order = [a.id for a in manifest.articles]
-        by_id = {a.id: a for s in segments for a in s.articles}
-        self.articles: dict[str, Article] = {i: by_id[i] for i in order}
-        self.chunks: list[Chunk] = []
-        seg_of, local_of, dense_parts, lexical_parts = [], [], [], []
+        #: Set when a check found a file that does not match the manifest: every later read raises it.
+        self.damage: IndexInvalid | None = None
+        #: Set when every file has been checked (at once for a small index, by a background thread for a large one).
+        self.checked = threading.Event()
+        rows = RowMap(segments)
+        self.articles: Mapping[str, Article] = Articles(self)
+        self.chunks: Sequence[Chunk] = Chunks(self, rows)
+        self.vectors = RowVectors(segments, rows, manifest.dim)
+        dense_parts, lexical_parts = [], []
         for number, seg in enumerate(segments):
-            live = np.ones(seg.entry.chunks, dtype=bool)
-            live[seg.deleted] = False
-            local = np.flatnonzero(live)
-            rows = np.full(seg.entry.chunks, -1, dtype=np.int64)
-            rows[local] = len(self.chunks) + np.arange(len(local))
-            self.chunks.extend(seg.chunks[i] for i in local.tolist())
-            seg_of.append(np.full(len(local), number, dtype=np.int64))
-            local_of.append(local)
-            dense_parts.append((seg.dense, rows, seg.entry.deleted))
-            lexical_parts.append((seg.postings, rows))
-        cat = lambda a: np.concatenate(a) if a else np.zeros(0, dtype=np.int64)  # noqa: E731
-        self.vectors = RowVectors(segments, cat(seg_of), cat(local_of), manifest.dim)
+            global_rows = rows.global_rows(number, seg.entry.chunks)
+            dense_parts.append((seg.dense, global_rows, seg.entry.deleted))
+            lexical_parts.append((seg.postings, global_rows))
         self._dense_parts = dense_parts
-        self.lexical = Lexical(lexical_parts)
+        self.lexical = Lexical(lexical_parts, damaged=self.damaged_record)
 
     @property
     def build_id(self) -> str:
         """The build that committed this generation."""
         return self.manifest.build_id
+
+    def raise_if_damaged(self) -> None:
+        """Raise the ``IndexInvalid`` a check found, if one did: a damaged index is never served silently."""
+        if self.damage is not None:
+            raise self.damage
+
+    def damaged_record(self, detail: str) -> IndexInvalid:
+        """Take the index out of service because a record does not match its digest; the error to raise."""
+        self.damage = IndexInvalid(
+            f"{self.folder}/{detail} was altered after its build (its records do not agree with their checksums): "
+            f"run `{build_command(self.folder, full=True)}`"
+        )
+        return self.damage
 
     def article_of(self, chunk: Chunk) -> Article:
         """The article a chunk quotes."""
@@ -90,6 +223,7 @@ class Index:
 
     def dense_search(self, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Global rows and cosine scores of the ``k`` nearest live chunks, over every segment."""
+        self.raise_if_damaged()
         k = min(k, len(self.chunks))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)

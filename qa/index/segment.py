@@ -1,12 +1,14 @@
-"""Read one segment's files: records, vectors, FAISS index, BM25 postings and its deletion list.
+"""Open one segment's files: records (read one at a time), vectors, FAISS index, BM25 postings, deletion list.
 
 Nothing here checks them against the manifest; qa/index/reader.py does that.
+Opening reads no records and no vectors: the records are read by position
+through their tables (qa/index/records.py), the vectors, the FAISS index and
+the postings are memory-mapped.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,25 +18,42 @@ from qa.index.dense import read_dense
 from qa.index.format import SEGMENT_FILES
 from qa.index.lexical import Postings
 from qa.index.manifest import SegmentEntry
+from qa.index.records import AUX, RecordFile, id_key, table_of
 from qa.records import Article, Chunk
 
 
 @dataclass
 class Segment:
-    """One loaded segment: its records, vectors, FAISS index and postings, and which rows are deleted."""
+    """One opened segment: its records, vectors, FAISS index and postings, and which rows are deleted."""
 
     entry: SegmentEntry
-    articles: list[Article]
-    chunks: list[Chunk]
+    articles: RecordFile[Article]
+    chunks: RecordFile[Chunk]
     vectors: np.ndarray
     dense: Any
     postings: Postings
     deleted: np.ndarray
+    _by_key: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
+    def article_position(self, article_id: str) -> int | None:
+        """Where the article ``article_id`` is among this segment's articles (None if it is not there)."""
+        if self._by_key is None:
+            keys = np.asarray(self.articles.table[:-1, AUX])
+            order = np.argsort(keys, kind="stable")
+            self._by_key = (keys[order], order)
+        keys, order = self._by_key
+        key = np.uint64(id_key(article_id))
+        at = int(np.searchsorted(keys, key))
+        while at < len(keys) and keys[at] == key:  # ids of another shape can share a digest: check each
+            position = int(order[at])
+            if self.articles[position].id == article_id:
+                return position
+            at += 1
+        return None
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    def article_positions(self) -> np.ndarray:
+        """For each local row, the position of its chunk's article among the segment's articles."""
+        return np.asarray(self.chunks.table[:-1, AUX], dtype=np.int64)
 
 
 def read_vectors(folder: Path, entry: SegmentEntry) -> np.ndarray:
@@ -49,11 +68,29 @@ def read_deletions(folder: Path, entry: SegmentEntry) -> np.ndarray:
     return np.asarray(np.load(folder / entry.deletions, allow_pickle=False))
 
 
-def read_segment(folder: Path, entry: SegmentEntry, *, records: bool = True) -> Segment:
-    """Open one segment's files (vectors and FAISS memory-mapped); ``records=False`` skips the JSONL."""
+def read_tables(folder: Path, entry: SegmentEntry) -> tuple[np.ndarray, np.ndarray]:
+    """The record tables of the articles and the chunks (made by reading the records when the segment has none)."""
     base = folder / entry.folder
-    articles = [Article.from_json(r) for r in _read_jsonl(base / SEGMENT_FILES["articles"])] if records else []
-    chunks = [Chunk.from_json(r) for r in _read_jsonl(base / SEGMENT_FILES["chunks"])] if records else []
+    if entry.has_tables:
+        return tuple(np.load(base / SEGMENT_FILES[kind], mmap_mode="r", allow_pickle=False)  # type: ignore[return-value]
+                     for kind in ("article_table", "chunk_table"))
+    position: dict[str, int] = {}
+
+    def article_key(i: int, row: dict) -> int:
+        position[str(row["id"])] = i
+        return id_key(str(row["id"]))
+
+    articles = table_of(base / SEGMENT_FILES["articles"], article_key)
+    chunks = table_of(base / SEGMENT_FILES["chunks"], lambda _, row: position[str(row["article_id"])])
+    return articles, chunks
+
+
+def read_segment(folder: Path, entry: SegmentEntry) -> Segment:
+    """Open one segment's files; nothing is read whole."""
+    base = folder / entry.folder
+    article_table, chunk_table = read_tables(folder, entry)
+    articles = RecordFile(base / SEGMENT_FILES["articles"], article_table, Article.from_json, cache=256)
+    chunks = RecordFile(base / SEGMENT_FILES["chunks"], chunk_table, Chunk.from_json, cache=4096)
     vectors = read_vectors(folder, entry)
     dense = read_dense(base / SEGMENT_FILES["dense"])
     postings = Postings.load(base, mmap=True)

@@ -18,7 +18,6 @@ import contextlib
 import errno
 import fcntl
 import functools
-import json
 import logging
 import os
 import shutil
@@ -43,6 +42,7 @@ from qa.index.format import (
 )
 from qa.index.lexical import Postings, tokenizer_tag
 from qa.index.manifest import ArticleEntry, FileEntry, Manifest, SegmentEntry, SourceEntry, encode_manifest
+from qa.index.records import id_key, write_records
 from qa.records import Article, Chunk, sha256_file
 from qa.settings import ChunkSettings
 from qa.text import counted
@@ -113,13 +113,6 @@ def writer_lock(folder: Path) -> Iterator[None]:
         fh.close()
 
 
-def _write_jsonl(path: Path, rows) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False))
-            fh.write("\n")
-
-
 class IndexWriter:
     """One build's writes: new segments and deletion lists first, then the manifest that names them.
 
@@ -154,8 +147,17 @@ class IndexWriter:
         self._new.append(folder.name)
         self._wrote_segment = True
         folder.mkdir()
-        _write_jsonl(folder / SEGMENT_FILES["articles"], (a.to_json() for a in articles))
-        _write_jsonl(folder / SEGMENT_FILES["chunks"], (c.to_json() for c in chunks))
+        position = {a.id: i for i, a in enumerate(articles)}
+        if len(position) != len(articles) or any(c.article_id not in position for c in chunks):
+            raise ValueError("every chunk's article is one of the segment's articles, once")
+        tables = {
+            "article_table": write_records(folder / SEGMENT_FILES["articles"], (a.to_json() for a in articles),
+                                           [id_key(a.id) for a in articles]),
+            "chunk_table": write_records(folder / SEGMENT_FILES["chunks"], (c.to_json() for c in chunks),
+                                         [position[c.article_id] for c in chunks]),
+        }
+        for kind, table in tables.items():
+            np.save(folder / SEGMENT_FILES[kind], table, allow_pickle=False)
         np.save(folder / SEGMENT_FILES["vectors"], np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
         write_dense(dense, folder / SEGMENT_FILES["dense"])
         postings.save(folder)
@@ -169,13 +171,13 @@ class IndexWriter:
         """Record that ``rows`` (local, sorted, all deleted so far) of ``segment`` are gone; a new file each time."""
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         if not len(rows):
-            return SegmentEntry(segment.id, segment.articles, segment.chunks, 0, "", segment.dense)
+            return segment.with_deletions(0, "")
         name = deletions_name(segment.id, self.build_id)
         self._new.append(name)
         np.save(self.folder / name, rows, allow_pickle=False)
         _fsync_path(self.folder / name)
         self._entries[name] = _file_entry(self.folder / name)
-        return SegmentEntry(segment.id, segment.articles, segment.chunks, len(rows), name, segment.dense)
+        return segment.with_deletions(len(rows), name)
 
     def commit(
         self,

@@ -213,6 +213,19 @@ def test_info_shows_the_index(built: Path, qa):
     assert data["articles"] == 2 and data["model"] == "hash-128"
 
 
+def test_check_passes_an_intact_index_and_names_a_changed_record(built: Path, qa):
+    proc = qa("check", cwd=built)
+    assert proc.returncode == 0, proc.stderr
+    assert "is intact" in proc.stdout and "2 articles" in proc.stdout
+    data = json.loads(qa("check", "--json", cwd=built).stdout)
+    assert data["ok"] is True and data["articles"] == 2 and data["chunks"] >= 2 and data["files"] >= 11
+    chunks = next((built / "index").glob("seg-*/chunks.jsonl"))
+    raw = bytearray(chunks.read_bytes())
+    raw[raw.index(b'"text": "') + 9] ^= 0x01
+    chunks.write_bytes(bytes(raw))
+    assert_one_line_error(qa("check", cwd=built), "chunks.jsonl", "checksum", "qa build --full")
+
+
 def test_env_vars_set_the_defaults(workdir: Path, tmp_path: Path, qa):
     elsewhere = tmp_path / "elsewhere-index"
     env = {"QA_INDEX": str(elsewhere), "QA_MODEL": "hash-32"}

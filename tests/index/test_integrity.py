@@ -39,7 +39,7 @@ def _write_manifest(folder: Path, raw: dict) -> None:
 
 
 FILES = {"articles": "articles.jsonl", "chunks": "chunks.jsonl", "vectors": "vectors.npy", "dense": "dense.faiss",
-         "postings": "terms.json"}
+         "postings": "terms.json", "post_rows": "post_rows.npy", "chunk_table": "chunks.table.npy"}
 
 
 def _rel(folder: Path, kind: str) -> str:
@@ -177,6 +177,8 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], type[IndexLoadError], str]] =
     "dense (FAISS) file missing": (_delete("dense"), IndexInvalid, "missing"),
     "BM25 terms missing": (_delete("postings"), IndexInvalid, "missing"),
     "BM25 terms: one byte changed": (_flip_last_byte("postings"), IndexInvalid, "checksum"),
+    "BM25 posting rows: one byte changed": (_flip_last_byte("post_rows"), IndexInvalid, "checksum"),
+    "chunk table: one byte changed": (_flip_last_byte("chunk_table"), IndexInvalid, "checksum"),
     "chunk text edited, checksum recomputed": (_consistent_chunk_edit, IndexInvalid, "do not agree"),
     "vectors of another width, checksum recomputed": (_vectors_of_other_width, IndexInvalid, "do not agree"),
 }
@@ -199,6 +201,58 @@ def test_tampered_index_is_refused_with_one_clear_line(hash_index: Path, hash_em
     _assert_clear(str(caught.value), needle)
     with pytest.raises(error):
         Bot.load(hash_index, embedder=hash_embedder)
+
+
+@pytest.mark.parametrize("case", list(TAMPERING))
+def test_a_large_index_opened_lazily_never_serves_a_tampered_file(hash_index: Path, hash_embedder, case: str):
+    """What an index too large to hash before its first answer does: the same cases, refused before serving.
+
+    Lazily, opening checks sizes, small files and spans; a changed vector or
+    record file is found by the background check (the index then refuses every
+    search) or, for a record, by its digest when it is read.
+    """
+    tamper, error, needle = TAMPERING[case]
+    tamper(hash_index)
+    try:
+        index = load_index(hash_index, check="lazy")
+    except IndexLoadError as caught:
+        assert isinstance(caught, error)
+        _assert_clear(str(caught), needle)
+        return
+    assert index.checked.wait(30), "the background check ends"
+    bot = Bot(index, hash_embedder)
+    with pytest.raises(IndexInvalid) as caught:
+        bot.ask(QUESTION)
+        list(index.chunks)
+        list(index.articles.values())
+    _assert_clear(str(caught.value), "checksum" if needle == "checksum" else "")
+    with pytest.raises(IndexInvalid):
+        bot.ask(QUESTION)  # out of service from then on
+
+
+def test_a_large_index_is_opened_lazily_and_serves_the_same_answers(hash_index: Path, hash_embedder, monkeypatch):
+    from qa.index import reader
+
+    full = Bot(load_index(hash_index, check="full"), hash_embedder).ask(QUESTION).to_json()
+    monkeypatch.setattr(reader, "FULL_CHECK_BYTES", 0)  # this index counts as large
+    index = load_index(hash_index)
+    assert index.checked.wait(30) and index.damage is None
+    lazy = Bot(index, hash_embedder).ask(QUESTION).to_json()
+    assert {**lazy, "seconds": 0} == {**full, "seconds": 0} and full["quotes"]
+
+
+def test_a_record_changed_under_a_running_index_is_refused_when_read(hash_index: Path, hash_embedder):
+    index = load_index(hash_index, check="lazy")
+    assert index.checked.wait(30) and index.damage is None
+    path = _path(hash_index, "chunks")
+    data = bytearray(path.read_bytes())
+    data[data.index(b'"text": "') + 9] ^= 0x01  # the first chunk's text, in place
+    path.write_bytes(bytes(data))
+    with pytest.raises(IndexInvalid) as caught:
+        index.chunks[0]
+    _assert_clear(str(caught.value), "altered")
+    with pytest.raises(IndexInvalid):
+        Bot(index, hash_embedder).ask(QUESTION)
 
 
 def test_a_running_bot_keeps_its_index_when_the_folder_is_tampered_with(hash_index: Path, hash_embedder):
