@@ -79,7 +79,7 @@ class Bm25Baseline:
     def load(cls, index_dir: str | os.PathLike) -> Bm25Baseline:
         from qa.index.reader import load_index
 
-        return cls(load_index(Path(index_dir), checksums=False))
+        return cls(load_index(Path(index_dir), check="quick"))
 
     def ask(self, question: str, history: Sequence[Any] = (), *, k: int = 3) -> Answer:
         started = time.perf_counter()

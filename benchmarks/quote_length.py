@@ -59,13 +59,13 @@ def run(data: Path, work: Path, backend: str, weeks_count: int | None, k: int = 
     embedder = scorer = None
     started = time.perf_counter()
     for n, week in enumerate(weeks, 1):
-        index = load_index(week_index_dir(work, backend, week), checksums=False)
+        index = load_index(week_index_dir(work, backend, week), check="quick")
         if embedder is None:
             embedder = get_embedder(index.manifest.model)
             # the hand-weighted scorer only: the learned ranker was trained on these weeks and would look better here
             scorer = scorer_for(embedder.name)
         calibration = scorer.calibration(embedder.name)
-        other = load_index(week_index_dir(work, backend, other_week(week, weeks)), checksums=False)
+        other = load_index(week_index_dir(work, backend, other_week(week, weeks)), check="quick")
         for _, q, golds, asks in question_runs(questions, week, index, other):
             vector = embedder.encode([q["q"]])[0]
             for idx, answerable in asks:

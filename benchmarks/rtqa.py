@@ -153,7 +153,7 @@ def build_indexes(data: Path, work: Path, embedder, scope: str, tune: bool = Fal
 def _corpus_text(index_dir: Path) -> str:
     from qa.index.reader import load_index
 
-    return index_text(load_index(index_dir, checksums=False))
+    return index_text(load_index(index_dir, check="quick"))
 
 
 def make_items(questions: Sequence[dict], part: str, scope: str, dirs: dict[str, Path]) -> dict[str, list[EvalItem]]:
@@ -247,7 +247,7 @@ def make_systems(names: Sequence[str], dirs: dict[str, Path], embedder, work: Pa
         for key, folder in dirs.items():
             if key not in (answer_key, "tune-extra"):
                 continue  # it never abstains: asking it of another archive would only cost an embedding pass
-            articles = load_index(folder, checksums=False).articles.values()
+            articles = load_index(folder, check="quick").articles.values()
             started = time.monotonic()
             baseline = LangChainBaseline(articles, cache_dir=work / "langchain-vectors",
                                          progress=lambda d, t: _progress("langchain vectors")("embed", d, t))

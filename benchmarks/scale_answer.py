@@ -151,7 +151,7 @@ def worker_replicate(p: dict) -> dict:
     from qa.index.writer import IndexWriter, writer_lock
 
     started = time.perf_counter()
-    source = load_index(Path(p["source"]), checksums=False)
+    source = load_index(Path(p["source"]), check="quick")
     if len(source.segments) != 1 or source.segments[0].entry.deleted:
         raise BenchError(f"{p['source']} must be one segment without deletions (a fresh full build)")
     base = source.segments[0]

@@ -61,7 +61,7 @@ def worker_scale(p: dict) -> dict:
     from qa.index.reader import load_index
 
     size, work = int(p["size"]), Path(p["work"])
-    source = load_index(Path(p["source"]), checksums=False)
+    source = load_index(Path(p["source"]), check="quick")
     base = np.asarray(source.vectors, dtype=np.float32)
     rng = np.random.default_rng(0)
     reps = -(-size // len(base))

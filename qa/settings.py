@@ -25,6 +25,14 @@ DEFAULT_MODEL_ALIASES = frozenset({DEFAULT_MODEL, "all-MiniLM-L6-v2", "default",
 MERGE_FACTOR = 8
 #: A segment whose deleted share reaches this is rewritten without its deleted chunks at the next build.
 PURGE_DELETED_SHARE = 0.5
+#: No merge makes a segment of more live chunks than this, and a segment of at least half of it is
+#: never merged by tier: what one merge holds in memory (its vectors, FAISS index, postings and
+#: records) stays bounded however large the archive grows. ``qa build --optimize`` packs segments
+#: up to it. Measured in docs/benchmarks.md.
+MAX_SEGMENT_CHUNKS = 250_000
+#: A build writes its new chunks as a segment each time this many are embedded, so its memory does
+#: not grow with the number of new articles.
+SEGMENT_FLUSH_CHUNKS = 100_000
 
 #: Questions longer than this are cut (with a notice), so a pasted book cannot stall the bot.
 MAX_QUESTION_CHARS = 2_000

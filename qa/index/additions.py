@@ -1,4 +1,7 @@
-"""New articles into one new segment: chunk them, reuse the vectors of identical texts, write what was embedded.
+"""New articles into new segments: chunk them, reuse the vectors of identical texts, write what was embedded.
+
+A build writes a segment each time ``SEGMENT_FLUSH_CHUNKS`` new chunks are
+reached, so its memory does not grow with the number of new articles.
 
 An article whose text is already indexed (a renamed or copied file) and that
 chunks alike takes that article's vectors; only the others are embedded. The
@@ -8,7 +11,7 @@ new segment gets its own FAISS index and BM25 postings.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from qa.index.segment import read_vectors
 from qa.index.writer import IndexWriter
 from qa.ingest.chunk import chunk_article, embedding_text
 from qa.records import Article, Chunk
-from qa.settings import ChunkSettings
+from qa.settings import SEGMENT_FLUSH_CHUNKS, ChunkSettings
 
 
 @dataclass(frozen=True)
@@ -52,17 +55,24 @@ class NewChunks:
         return out
 
 
-def chunk_new(
+def chunk_batches(
     folder: Path,
-    articles: list[Article],
+    articles: Sequence[Article],
     indexed: Manifest | None,
     chunking: ChunkSettings,
     count_tokens: Callable[[str], int],
     progress: Callable[[int, int], None],
-) -> NewChunks:
-    """Chunk ``articles``; find the vectors of each one whose text the index in ``folder`` already holds."""
+    *,
+    max_chunks: int = SEGMENT_FLUSH_CHUNKS,
+) -> Iterator[NewChunks]:
+    """Chunk ``articles`` in order, one batch each time ``max_chunks`` chunks are reached (and the rest at the end).
+
+    Each article's chunks stay in one batch. Per article, the vectors of an
+    identical text the index in ``folder`` already holds are found (so it is not embedded again).
+    """
     twins = {a.sha256: a for a in indexed.articles} if indexed is not None else {}
     segments = {s.id: s for s in indexed.segments} if indexed is not None else {}
+    batch: list[Article] = []
     chunks: list[Chunk] = []
     reused: list[np.ndarray | None] = []
     to_embed: list[str] = []
@@ -71,10 +81,15 @@ def chunk_new(
         vectors = _vectors_of_twin(folder, segments, twins.get(article.sha256), len(article_chunks))
         if vectors is None:
             to_embed.extend(embedding_text(article, c, chunking, count_tokens) for c in article_chunks)
+        batch.append(article)
         chunks.extend(article_chunks)
         reused.append(vectors)
         progress(i + 1, len(articles))
-    return NewChunks(articles, chunks, reused, to_embed)
+        if len(chunks) >= max_chunks:
+            yield NewChunks(batch, chunks, reused, to_embed)
+            batch, chunks, reused, to_embed = [], [], [], []
+    if batch:
+        yield NewChunks(batch, chunks, reused, to_embed)
 
 
 def _vectors_of_twin(

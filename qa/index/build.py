@@ -5,9 +5,11 @@ One build, in order:
 1. scan (qa/index/scan.py): which articles the index should hold, reading only new or changed files;
 2. plan: which indexed articles stay, which go (removed or changed), which are new;
 3. add (qa/index/additions.py): chunk the new articles, reuse the vectors of an identical text
-   already indexed, embed the rest, write them as one new segment (its own FAISS index and BM25 postings);
+   already indexed, embed the rest, write them as new segments of about ``SEGMENT_FLUSH_CHUNKS``
+   chunks (each with its own FAISS index and BM25 postings);
 4. delete: a new deletion list for each segment that lost rows;
-5. merge (qa/index/merge.py): by size tier, or all into one with ``optimize``, never re-embedding;
+5. merge (qa/index/merge.py): by size tier, or as few as ``MAX_SEGMENT_CHUNKS`` allows with
+   ``optimize``, never re-embedding;
 6. commit (qa/index/writer.py): the manifest that names the result, atomically.
 
 The embedder can be any ``Embedder``: where the vectors come from does not matter here.
@@ -21,7 +23,8 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +32,7 @@ import numpy as np
 from qa.embed.base import Embedder
 from qa.embed.factory import get_embedder
 from qa.errors import QAError
-from qa.index.additions import NewChunks, chunk_new, write_new
+from qa.index.additions import chunk_batches, write_new
 from qa.index.lexical import tokenizer_tag
 from qa.index.manifest import ArticleEntry, Manifest, SegmentEntry
 from qa.index.merge import Moves, apply_merges, plan_merges
@@ -40,7 +43,7 @@ from qa.index.writer import IndexWriter, remove_unreferenced, writer_lock
 from qa.ingest.discover import discover_files
 from qa.ingest.formats import LoadError
 from qa.records import Article, BuildReport
-from qa.settings import ChunkSettings
+from qa.settings import MAX_SEGMENT_CHUNKS, SEGMENT_FLUSH_CHUNKS, ChunkSettings
 from qa.text import counted
 
 log = logging.getLogger(__name__)
@@ -69,7 +72,8 @@ class _Plan:
     def changes(self) -> bool:
         """Whether anything is added, deleted or merged (else the index is up to date)."""
         segments = self.previous.segments if self.previous is not None else ()
-        return bool(self.new or self.removed or plan_merges(segments, self.removed, self.optimize))
+        return bool(self.new or self.removed
+                    or plan_merges(segments, self.removed, self.optimize, max_chunks=MAX_SEGMENT_CHUNKS))
 
 
 def build_index(
@@ -140,7 +144,7 @@ def build_index(
             )
         writer = IndexWriter(index_dir)
         try:
-            manifest, new = _write(writer, plan, embedder, chunking, report)
+            manifest, added = _write(writer, plan, embedder, chunking, report)
         except BaseException as exc:
             writer.abort()
             if isinstance(exc, (OSError, RuntimeError)):  # faiss reports write failures as RuntimeError
@@ -148,11 +152,11 @@ def build_index(
                     f"could not write the index to {index_dir}/ ({_reason(exc)}); the previous index is unchanged"
                 ) from exc
             raise
-    reused = plan.kept + new.reused_chunks
+    reused = plan.kept + added.reused
     return BuildReport(
         articles=len(found.wanted),
         chunks=manifest.counts["chunks"],
-        embedded=len(new.to_embed),
+        embedded=added.embedded,
         reused=reused,
         removed=max(0, previous_chunks - reused),
         seconds=time.perf_counter() - started,
@@ -230,38 +234,57 @@ def _plan(previous: Manifest | None, found: Scan, optimize: bool) -> _Plan:
     )
 
 
+@dataclass
+class _Added:
+    """What the new segments hold: chunks per new article, how many were embedded and how many reused."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    embedded: int = 0
+    reused: int = 0
+
+
 def _write(
     writer: IndexWriter, plan: _Plan, embedder: Embedder, chunking: ChunkSettings, report: BuildProgress
-) -> tuple[Manifest, NewChunks]:
-    """Add, delete, merge and commit; the new manifest, and the new articles' chunks."""
-    new = chunk_new(writer.folder, plan.new, plan.previous, chunking, embedder.count_tokens,
-                    lambda done, total: report("chunk", done, total))
-    if plan.new:
-        log.info("embedding %d new chunks, reusing %d", len(new.to_embed), plan.kept + new.reused_chunks)
-    embedded = None
-    if new.to_embed:
-        embedded = embedder.encode(new.to_embed, progress=lambda done, total: report("embed", done, total))
-    report("save", 0, 1)
-    dim = embedder.dim if embedded is None else int(embedded.shape[1])
+) -> tuple[Manifest, _Added]:
+    """Delete, add (a segment per ``SEGMENT_FLUSH_CHUNKS`` new chunks), merge and commit; the new manifest."""
     segments = _delete_removed(writer, plan)
     moves: Moves = {}
-    if plan.new:
-        entry = write_new(writer, new, embedded, dim)
+    added = _Added()
+    dim = None
+    batches = chunk_batches(writer.folder, plan.new, plan.previous, chunking, embedder.count_tokens,
+                            lambda done, total: report("chunk", done, total), max_chunks=SEGMENT_FLUSH_CHUNKS)
+    for new in batches:
+        embedded = None
+        if new.to_embed:
+            log.info("embedding %d new chunks (reusing %d)", len(new.to_embed), new.reused_chunks)
+            before = added.embedded
+            embedded = embedder.encode(
+                new.to_embed, progress=lambda done, total: report("embed", before + done, before + total))
+            added.embedded += len(new.to_embed)
+            dim = int(embedded.shape[1])
+        report("save", 0, 1)
+        entry = write_new(writer, new, embedded, dim if dim is not None else embedder.dim)
         segments.append(entry)
         moves.update(new.first_rows(entry.id))
-    # Merges: planned again on the new list (the new segment and the deletions count too).
-    segments, merged = apply_merges(writer, segments, {w.id for w in plan.scan.wanted}, plan.optimize)
+        added.counts.update(new.counts)
+        added.reused += new.reused_chunks
+    if dim is None:
+        dim = embedder.dim if plan.new or plan.previous is None else plan.previous.dim
+    report("save", 0, 1)
+    # Merges: planned again on the new list (the new segments and the deletions count too).
+    segments, merged = apply_merges(writer, segments, {w.id for w in plan.scan.wanted}, plan.optimize,
+                                    max_chunks=MAX_SEGMENT_CHUNKS)
     moves.update(merged)
     manifest = writer.commit(
         previous=plan.previous, model=embedder.name, dim=dim, chunking=chunking,
         segments=[s for s in segments if s.chunks > 0 or s.articles > 0],
-        articles=_article_entries(plan, new, moves), sources=plan.scan.sources,
+        articles=_article_entries(plan, added, moves), sources=plan.scan.sources,
     )
     report("save", 1, 1)
-    return manifest, new
+    return manifest, added
 
 
-def _article_entries(plan: _Plan, new: NewChunks, moves: Moves) -> list[ArticleEntry]:
+def _article_entries(plan: _Plan, new: _Added, moves: Moves) -> list[ArticleEntry]:
     """The manifest's articles, in scan order: where each starts now (moved, or where it was) and its chunk count."""
     articles = []
     for w in plan.scan.wanted:

@@ -1,8 +1,8 @@
 """Which segments to merge (the tiered policy) and merging them, without embedding or tokenizing again.
 
 Segments are merged by size tier (``MERGE_FACTOR`` in qa/settings.py), or all
-into one with ``optimize``; a segment at least ``PURGE_DELETED_SHARE`` deleted
-is rewritten without its deleted rows. A merge copies the live rows' vectors
+into as few as ``MAX_SEGMENT_CHUNKS`` allows with ``optimize``; a segment at
+least ``PURGE_DELETED_SHARE`` deleted is rewritten without its deleted rows. A merge copies the live rows' vectors
 and postings; only the FAISS index is built again (an IVF keeps the largest
 member's centroids while the size allows).
 """
@@ -21,7 +21,7 @@ from qa.index.manifest import ArticleEntry, SegmentEntry
 from qa.index.segment import read_segment
 from qa.index.writer import IndexWriter
 from qa.records import Article, Chunk
-from qa.settings import MERGE_FACTOR, PURGE_DELETED_SHARE
+from qa.settings import MAX_SEGMENT_CHUNKS, MERGE_FACTOR, PURGE_DELETED_SHARE
 from qa.text import counted
 
 log = logging.getLogger(__name__)
@@ -34,30 +34,55 @@ def _tier(live: int) -> int:
     return int(math.log(max(live, 1), MERGE_FACTOR))
 
 
-def plan_merges(segments: Sequence[SegmentEntry], removed: Sequence[ArticleEntry], optimize: bool) -> list[set[str]]:
-    """Which segments to merge: all of them (``optimize``), any ``MERGE_FACTOR`` of one size tier, and
-    any segment at least ``PURGE_DELETED_SHARE`` deleted (rewritten alone, without its deleted rows).
+def plan_merges(
+    segments: Sequence[SegmentEntry], removed: Sequence[ArticleEntry], optimize: bool, *,
+    max_chunks: int = MAX_SEGMENT_CHUNKS,
+) -> list[set[str]]:
+    """Which segments to merge, never into one of more than ``max_chunks`` live chunks.
+
+    * ``optimize``: neighbours packed into as few segments as ``max_chunks`` allows (one, up to it);
+    * else any ``MERGE_FACTOR`` segments of one size tier (packed the same way), leaving alone a
+      segment of at least half of ``max_chunks``;
+    * and any segment at least ``PURGE_DELETED_SHARE`` deleted, rewritten without its deleted rows
+      (alone, or within its group).
 
     ``removed`` (articles about to be deleted) counts toward the deleted share.
     """
     deleted = {s.id: s.deleted for s in segments}
     for a in removed:
         deleted[a.segment] = deleted.get(a.segment, 0) + a.chunks
+    live = {s.id: s.chunks - deleted.get(s.id, 0) for s in segments}
+    purge = {s.id for s in segments if s.chunks and deleted.get(s.id, 0) >= PURGE_DELETED_SHARE * s.chunks}
     if optimize:
-        if len(segments) > 1 or any(deleted.get(s.id) for s in segments):
-            return [{s.id for s in segments}]
-        return []
+        purge |= {s.id for s in segments if deleted.get(s.id)}
+        candidates = [[s.id for s in segments]]
+    else:
+        tiers: dict[int, list[str]] = {}
+        for s in segments:
+            if s.id not in purge and live[s.id] < max_chunks / 2:
+                tiers.setdefault(_tier(live[s.id]), []).append(s.id)
+        candidates = [ids for ids in tiers.values() if len(ids) >= MERGE_FACTOR]
     groups: list[set[str]] = []
-    tiers: dict[int, list[str]] = {}
-    for s in segments:
-        live = s.chunks - deleted.get(s.id, 0)
-        if s.chunks and deleted.get(s.id, 0) >= PURGE_DELETED_SHARE * s.chunks:
-            groups.append({s.id})
-        else:
-            tiers.setdefault(_tier(live), []).append(s.id)
-    for ids in tiers.values():
-        if len(ids) >= MERGE_FACTOR:
-            groups.append(set(ids))
+    for ids in candidates:
+        groups += _pack(ids, live, max_chunks)
+    grouped = set().union(*groups) if groups else set()
+    groups += [{i} for i in sorted(purge) if i not in grouped]
+    return [g for g in groups if len(g) > 1 or g & purge]
+
+
+def _pack(ids: list[str], live: dict[str, int], max_chunks: int) -> list[set[str]]:
+    """Consecutive runs of ``ids`` whose live chunks add up to at most ``max_chunks`` (a larger one stands alone)."""
+    groups: list[set[str]] = []
+    current: list[str] = []
+    total = 0
+    for i in ids:
+        if current and total + live[i] > max_chunks:
+            groups.append(set(current))
+            current, total = [], 0
+        current.append(i)
+        total += live[i]
+    if current:
+        groups.append(set(current))
     return groups
 
 
@@ -112,11 +137,12 @@ def merge_segments(
 
 
 def apply_merges(
-    writer: IndexWriter, segments: list[SegmentEntry], live_articles: set[str], optimize: bool
+    writer: IndexWriter, segments: list[SegmentEntry], live_articles: set[str], optimize: bool, *,
+    max_chunks: int = MAX_SEGMENT_CHUNKS,
 ) -> tuple[list[SegmentEntry], Moves]:
     """Merge what ``plan_merges`` picks from ``segments``; each merged segment takes its first member's place."""
     moves: Moves = {}
-    for group in plan_merges(segments, [], optimize):
+    for group in plan_merges(segments, [], optimize, max_chunks=max_chunks):
         merged, moved = merge_segments(writer, [s for s in segments if s.id in group], live_articles)
         moves.update(moved)
         first = next(i for i, s in enumerate(segments) if s.id in group)

@@ -42,8 +42,9 @@ LOAD_ATTEMPTS = 5
 #: build's own files get, and ``qa check``). ``lazy``: every file's size, the sha256 of all but the
 #: bulk files (``bulk_files``), and counts, shapes and spans; each record is checked against its
 #: digest when it is read, and the bulk files are hashed by a background thread after opening.
-#: ``auto``: full up to ``FULL_CHECK_BYTES`` of bulk files, lazy above.
-CHECKS = ("auto", "full", "lazy")
+#: ``auto``: full up to ``FULL_CHECK_BYTES`` of bulk files, lazy above. ``quick``: lazy without the
+#: background pass, for tools that read an index they built themselves (benchmarks, training).
+CHECKS = ("auto", "full", "lazy", "quick")
 #: Up to this many bytes of bulk files (about 50,000 chunks) opening checks everything first: about
 #: 0.3 s of sha256 here. Above it, opening would grow with the index (4.7 GB at a million chunks).
 FULL_CHECK_BYTES = 256 << 20
@@ -178,7 +179,7 @@ def bulk_files(manifest: Manifest) -> list[str]:
 
 
 def check_mode(manifest: Manifest, check: str = "auto") -> str:
-    """``full`` or ``lazy``: what ``check="auto"`` means for this index (full up to ``FULL_CHECK_BYTES`` of bulk files)."""
+    """``full`` or ``lazy`` (or ``quick``, if asked for): what ``check="auto"`` means for this index (full up to ``FULL_CHECK_BYTES`` of bulk files)."""
     if check != "auto":
         return check
     bulk = sum(manifest.files[rel].size for rel in bulk_files(manifest))
@@ -192,7 +193,7 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
             f"run `{build_command(folder, full=True)}` to rebuild it with {model!r}, or use {manifest.model!r}"
         )
     mode = check_mode(manifest, check)
-    later = set(bulk_files(manifest)) if mode == "lazy" else set()
+    later = set(bulk_files(manifest)) if mode in ("lazy", "quick") else set()
     for rel, entry in manifest.files.items():
         _check_file(folder, rel, entry, rel not in later)  # sizes always; checksums of all but ``later``
     try:
@@ -210,7 +211,7 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
         if not agree:
             raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`")
         index.checked.set()
-    else:
+    elif mode == "lazy":
         BackgroundCheck(index, sorted(later)).start()
     return index
 

@@ -28,6 +28,8 @@ from qa.answer.quotes import AnswerSettings
 from qa.answer.bot import Bot
 from qa.index.build import build_index
 from qa.embed.hashing import HashEmbedder
+from qa.index.manifest import SegmentEntry
+from qa.index.merge import plan_merges
 from qa.settings import MERGE_FACTOR
 from qa.index.reader import IndexInvalid, load_index, read_manifest
 
@@ -304,6 +306,47 @@ def test_deletion_lists_are_checked(tmp_path: Path, hash_embedder):
     report = build_index([articles], index_dir, embedder=hash_embedder)
     assert report.changed and report.reused == 0
     load_index(index_dir)
+
+
+def _entry(number: int, chunks: int, deleted: int = 0) -> SegmentEntry:
+    return SegmentEntry(f"{number:012x}", 1, chunks, deleted, f"deleted-{number:012x}-{0:012x}.npy" if deleted else "", {})
+
+
+def test_no_merge_makes_a_segment_larger_than_the_cap():
+    cap = 1_000
+    # Eight of one tier whose sum passes the cap: packed into runs that fit, single leftovers left alone.
+    tier = [_entry(i, 300) for i in range(MERGE_FACTOR)]
+    groups = plan_merges(tier, [], False, max_chunks=cap)
+    assert groups and all(sum(300 for _ in g) <= cap and len(g) > 1 for g in groups)
+    assert set().union(*groups) <= {s.id for s in tier}
+    # A segment of half the cap or more is never merged by tier, even with MERGE_FACTOR peers.
+    assert plan_merges([_entry(i, 600) for i in range(MERGE_FACTOR)], [], False, max_chunks=cap) == []
+    # --optimize packs neighbours up to the cap; a larger segment stands alone, rewritten only if it has deletions.
+    mixed = [_entry(1, 400), _entry(2, 400), _entry(3, 400), _entry(4, 5_000), _entry(5, 5_000, deleted=10)]
+    assert plan_merges(mixed, [], True, max_chunks=cap) == [{mixed[0].id, mixed[1].id}, {mixed[4].id}]
+    # Under the cap everything becomes one segment, as before.
+    assert plan_merges(mixed[:3], [], True, max_chunks=10_000) == [{s.id for s in mixed[:3]}]
+
+
+def test_a_build_writes_a_segment_per_flush_and_merges_stay_under_the_cap(tmp_path: Path, hash_embedder, monkeypatch):
+    from qa.index import build as build_module
+
+    articles, _ = write_articles(tmp_path, 12)
+    index_dir = tmp_path / "index"
+    one = build_index([articles], tmp_path / "whole", embedder=hash_embedder).chunks
+    flush, cap = max(2, one // 5), max(4, one // 2)
+    monkeypatch.setattr(build_module, "SEGMENT_FLUSH_CHUNKS", flush)
+    monkeypatch.setattr(build_module, "MAX_SEGMENT_CHUNKS", cap)
+    report = build_index([articles], index_dir, embedder=hash_embedder)
+    manifest = read_manifest(index_dir)
+    assert report.embedded == report.chunks == one
+    assert len(manifest.segments) >= 3, "new chunks are written a segment at a time"
+    assert all(s.chunks < flush + 20 for s in manifest.segments)  # each flush ends with a whole article
+    assert_same_as_full(index_dir, articles, hash_embedder, tmp_path)
+    build_index([articles], index_dir, embedder=hash_embedder, optimize=True)
+    manifest = read_manifest(index_dir)
+    assert len(manifest.segments) >= 2 and all(s.live <= cap for s in manifest.segments)
+    assert_same_as_full(index_dir, articles, hash_embedder, tmp_path)
 
 
 def test_cli_build_optimize(tmp_path: Path):

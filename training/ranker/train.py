@@ -121,9 +121,9 @@ def prepare_week(questions: Sequence[dict], week: str, dirs: dict[str, Path], ot
     started = time.perf_counter()
     most = max(passages)
     settings = AnswerSettings(passages=most)
-    index = load_index(dirs[week], checksums=False)
+    index = load_index(dirs[week], check="quick")
     embedder = get_embedder(index.manifest.model)
-    other_index = load_index(dirs[other], checksums=False)
+    other_index = load_index(dirs[other], check="quick")
     rows: dict[int, list] = {p: [] for p in passages}
     groups = []  # (question number in the file, answerable)
     for q_i, q, golds, asks in question_runs(questions, week, index, other_index):

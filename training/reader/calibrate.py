@@ -68,9 +68,9 @@ def collect(data: Path, work: Path, backend: str, weeks_count: int | None, strid
     embedder = None
     started = time.perf_counter()
     for n, week in enumerate(weeks, 1):
-        index = load_index(week_index_dir(work, backend, week), checksums=False)
+        index = load_index(week_index_dir(work, backend, week), check="quick")
         embedder = embedder or get_embedder(index.manifest.model)
-        other = load_index(week_index_dir(work, backend, other_week(week, weeks)), checksums=False)
+        other = load_index(week_index_dir(work, backend, other_week(week, weeks)), check="quick")
         for _, q, golds, asks in question_runs(questions, week, index, other):
             vector = embedder.encode([q["q"]])[0]
             for idx, answerable in asks:
