@@ -18,6 +18,14 @@ Vectors are L2-normalised, so inner product is cosine similarity.
   noisy copies of indexed vectors were far too easy and chose ``nprobe`` 2
   where the questions needed 32).
 
+* Above ``COMPRESS_MIN`` chunks, ``IndexIVFScalarQuantizer`` with 8-bit codes:
+  the lists hold 384 bytes a vector instead of 1,536, and each search asks
+  FAISS for ``REFINE`` times as many candidates and re-scores them exactly
+  against the segment's own ``vectors.npy`` (memory-mapped: a few dozen rows
+  are read). ``nprobe`` is calibrated with that re-scoring included, so the
+  recall target holds for what the search returns. The manifest records
+  ``kind: "ivf-sq8"`` and ``refine``.
+
 IVF rather than HNSW: at a million chunks HNSW took many minutes to build on
 two cores where IVF takes seconds, and FAISS can memory-map the flat and IVF
 vector storage on load (``IO_FLAG_MMAP_IFC``), so opening an index costs
@@ -49,6 +57,11 @@ CALIBRATION_RECALL = 0.97
 CALIBRATION_QUERIES = 200
 #: Indexed vectors summed into one calibration query.
 CALIBRATION_MIX = 4
+#: Above this many chunks a segment's IVF lists hold 8-bit codes and searches re-score exactly
+#: (measured in docs/benchmarks.md: the same recall, a quarter of the list bytes to build, merge and page in).
+COMPRESS_MIN = 100_000
+#: Candidates a compressed search re-scores against the exact vectors, per result wanted.
+REFINE = 4
 
 
 @dataclass(frozen=True)
@@ -60,13 +73,16 @@ class DenseInfo:
     nlist: int = 0
     nprobe: int = 0
     recall_at_10: float = 1.0
+    refine: int = 0
 
     def to_json(self) -> dict:
         """The parameters a manifest records: what was built, not which class built it."""
-        kind = "flat" if self.kind == "IndexFlatIP" else "ivf"
+        kind = {"IndexFlatIP": "flat", "IndexIVFScalarQuantizer": "ivf-sq8"}.get(self.kind, "ivf")
         out: dict = {"kind": kind, "metric": "inner_product", "rows": self.rows, "recall_at_10": round(self.recall_at_10, 4)}
-        if kind == "ivf":
+        if kind != "flat":
             out.update(nlist=self.nlist, nprobe=self.nprobe)
+        if self.refine:
+            out.update(refine=self.refine)
         return out
 
 
@@ -87,13 +103,15 @@ def _reusable_centroids(previous, rows: int, dim: int):
     return ivf.quantizer.reconstruct_n(0, ivf.nlist)
 
 
-def build_dense(vectors: np.ndarray, *, flat_max: int | None = None, seed: int = 0, previous=None):
+def build_dense(vectors: np.ndarray, *, flat_max: int | None = None, compress_min: int | None = None, seed: int = 0,
+                previous=None):
     """An inner-product FAISS index over ``vectors`` and its ``DenseInfo`` (kind, nlist, nprobe, measured recall@10).
 
-    Flat up to ``flat_max`` (``FLAT_MAX``) rows, else calibrated IVF. ``previous``
-    (the index being replaced) lets an IVF rebuild keep its trained centroids
-    instead of running k-means again, while the corpus has not changed size by
-    more than a factor of two.
+    Flat up to ``flat_max`` (``FLAT_MAX``) rows, else calibrated IVF, with 8-bit
+    codes and exact re-scoring above ``compress_min`` (``COMPRESS_MIN``) rows.
+    ``previous`` (the index being replaced) lets an IVF rebuild keep its trained
+    centroids instead of running k-means again, while the corpus has not changed
+    size by more than a factor of two.
     """
     import faiss
 
@@ -104,24 +122,58 @@ def build_dense(vectors: np.ndarray, *, flat_max: int | None = None, seed: int =
         if rows:
             index.add(vectors)
         return index, DenseInfo(kind="IndexFlatIP", rows=rows)
+    compress = rows > (COMPRESS_MIN if compress_min is None else compress_min)
     centroids = _reusable_centroids(previous, rows, dim)
     nlist = len(centroids) if centroids is not None else max(1, min(nlist_for(rows), rows // 39))  # >= 39 points per list
     quantizer = faiss.IndexFlatIP(dim)
-    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if compress:
+        index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                              faiss.METRIC_INNER_PRODUCT)
+    else:
+        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(seed)
+    sample = min(rows, max(nlist * 64, 20_000))
+    train = vectors[np.sort(rng.choice(rows, size=sample, replace=False))] if sample < rows else vectors
     if centroids is not None:
         quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-        index.is_trained = True
+        if compress:
+            index.train(train)  # the quantizer holds its nlist centroids: only the 8-bit codec is trained
+        else:
+            index.is_trained = True
     else:
-        rng = np.random.default_rng(seed)
-        sample = min(rows, max(nlist * 64, 20_000))
-        train = vectors[np.sort(rng.choice(rows, size=sample, replace=False))] if sample < rows else vectors
         index.cp.seed = seed
         index.train(train)
-    index.add(vectors)
-    nprobe, recall = calibrate_nprobe(index, vectors, seed=seed)
+    for start in range(0, rows, 65_536):  # in blocks: FAISS copies what it is given
+        index.add(vectors[start : start + 65_536])
+    refine = REFINE if compress else 0
+    nprobe, recall = calibrate_nprobe(index, vectors, seed=seed, refine=refine)
     index.nprobe = nprobe
-    log.info("dense index: IVF over %d vectors, nlist=%d, nprobe=%d, recall@10=%.3f", rows, nlist, nprobe, recall)
-    return index, DenseInfo(kind="IndexIVFFlat", rows=rows, nlist=nlist, nprobe=nprobe, recall_at_10=recall)
+    kind = type(index).__name__
+    log.info("dense index: %s over %d vectors, nlist=%d, nprobe=%d, recall@10=%.3f", kind, rows, nlist, nprobe, recall)
+    return index, DenseInfo(kind=kind, rows=rows, nlist=nlist, nprobe=nprobe, recall_at_10=recall, refine=refine)
+
+
+def refined(index, vectors: np.ndarray, queries: np.ndarray, k: int, refine: int) -> tuple[np.ndarray, np.ndarray]:
+    """FAISS's ``refine * k`` best by its (compressed) scores, re-scored exactly against ``vectors``: the ``k`` best.
+
+    Returns (scores, rows) shaped like ``index.search``'s, -1 where fewer were found.
+    """
+    approx_scores, approx = index.search(queries, k * refine) if refine else index.search(queries, k)
+    if not refine:
+        return approx_scores, approx
+    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    rows = np.full((len(queries), k), -1, dtype=np.int64)
+    for i, (query, found) in enumerate(zip(queries, approx)):
+        found = found[found >= 0]
+        if not len(found):
+            continue
+        order = np.argsort(found)  # read the memory-mapped file in ascending order
+        exact = np.empty(len(found), dtype=np.float32)
+        exact[order] = np.asarray(vectors[found[order]], dtype=np.float32) @ query
+        best = np.lexsort((found, -exact))[:k]
+        scores[i, : len(best)] = exact[best]
+        rows[i, : len(best)] = found[best]
+    return scores, rows
 
 
 def calibration_queries(vectors: np.ndarray, count: int = CALIBRATION_QUERIES, seed: int = 0) -> np.ndarray:
@@ -148,8 +200,9 @@ def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean(hits)) if hits else 1.0
 
 
-def calibrate_nprobe(index, vectors: np.ndarray, *, k: int = 10, seed: int = 0) -> tuple[int, float]:
-    """The smallest ``nprobe`` with recall@k >= ``CALIBRATION_RECALL``, and that recall.
+def calibrate_nprobe(index, vectors: np.ndarray, *, k: int = 10, seed: int = 0, refine: int = 0) -> tuple[int, float]:
+    """The smallest ``nprobe`` with recall@k >= ``CALIBRATION_RECALL``, and that recall (searching as
+    ``refined`` does with ``refine``).
 
     Doubling finds the first power of two that is enough; a bisection between
     it and the previous power then finds the smallest value (each probe of
@@ -161,7 +214,7 @@ def calibrate_nprobe(index, vectors: np.ndarray, *, k: int = 10, seed: int = 0) 
 
     def recall(nprobe: int) -> float:
         index.nprobe = nprobe
-        _, found = index.search(queries, k)
+        _, found = refined(index, vectors, queries, k, refine)
         return recall_at(found, exact)
 
     high, best = 1, recall(1)
@@ -200,8 +253,10 @@ def read_dense(path: Path, *, mmap: bool = True):
         return faiss.read_index(str(path))  # a FAISS build that cannot map this kind
 
 
-def search_dense(index, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and inner-product scores of the ``k`` nearest vectors, best first.
+def search_dense(index, query_vector: np.ndarray, k: int, vectors: np.ndarray | None = None,
+                 refine: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and inner-product scores of the ``k`` nearest vectors, best first (re-scored against
+    ``vectors`` when ``refine``).
 
     One query runs on one thread: FAISS's OpenMP threads gain nothing on a
     single query and, on a busy machine, waiting for them cost 30 ms where the
@@ -212,7 +267,8 @@ def search_dense(index, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, n
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        scores, rows = index.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), k)
+        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+        scores, rows = refined(index, vectors, query, k, refine) if refine and vectors is not None else index.search(query, k)
     finally:
         faiss.omp_set_num_threads(threads)
     keep = rows[0] >= 0
@@ -222,18 +278,19 @@ def search_dense(index, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, n
 def search_segments(parts, query_vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Search several segments' indexes and merge: global rows and scores of the ``k`` best, best first.
 
-    ``parts`` holds ``(index, rows, deleted)`` per segment: ``rows[local]`` is
-    the global row of a local one, -1 if deleted, and ``deleted`` how many are.
+    ``parts`` holds ``(index, rows, deleted, vectors, refine)`` per segment: ``rows[local]`` is
+    the global row of a local one, -1 if deleted, ``deleted`` how many are, and
+    ``refine`` (with the segment's ``vectors``) how a compressed index re-scores.
     Each segment is asked for ``k + deleted`` so that ``k`` live rows survive
     the filter; flat segments are exact, so the merge equals one flat index
     over the live rows (ties broken by the lower global row).
     """
     found_rows, found_scores = [], []
-    for index, rows, deleted in parts:
+    for index, rows, deleted, vectors, refine in parts:
         want = min(int(index.ntotal), k + int(deleted))
         if want <= 0:
             continue
-        local, scores = search_dense(index, query_vector, want)
+        local, scores = search_dense(index, query_vector, want, vectors, refine)
         mapped = rows[local]
         live = mapped >= 0
         found_rows.append(mapped[live])

@@ -194,7 +194,8 @@ class Index:
         dense_parts, lexical_parts = [], []
         for number, seg in enumerate(segments):
             global_rows = rows.global_rows(number, seg.entry.chunks)
-            dense_parts.append((seg.dense, global_rows, seg.entry.deleted))
+            refine = int(seg.entry.dense.get("refine", 0))
+            dense_parts.append((seg.dense, global_rows, seg.entry.deleted, seg.vectors, refine))
             lexical_parts.append((seg.postings, global_rows))
         self._dense_parts = dense_parts
         self.lexical = Lexical(lexical_parts, damaged=self.damaged_record)

@@ -122,3 +122,52 @@ def test_ivf_rebuild_keeps_the_previous_centroids_and_its_recall(tmp_path: Path)
     third, info3 = build_dense(np.concatenate([grown, clustered(6000, seed=3)]), flat_max=1000, previous=previous)
     fresh = third.quantizer.reconstruct_n(0, info3.nlist)
     assert fresh.shape != old_centroids.shape or not np.array_equal(fresh, old_centroids)
+
+
+def test_past_the_compression_size_the_lists_hold_8_bit_codes_and_searches_rescore_exactly(tmp_path: Path):
+    x = clustered(6000)
+    flat, flat_info = build_dense(x, flat_max=1000)
+    index, info = build_dense(x, flat_max=1000, compress_min=2000)
+    assert info.kind == "IndexIVFScalarQuantizer" and info.refine == dense.REFINE
+    assert info.to_json()["kind"] == "ivf-sq8" and info.to_json()["refine"] == dense.REFINE
+    assert info.recall_at_10 >= dense.CALIBRATION_RECALL
+    write_dense(flat, tmp_path / "flat.faiss")
+    write_dense(index, tmp_path / "sq8.faiss")
+    assert (tmp_path / "sq8.faiss").stat().st_size < 0.4 * (tmp_path / "flat.faiss").stat().st_size
+    loaded = read_dense(tmp_path / "sq8.faiss")
+    assert str(tmp_path / "sq8.faiss") in Path("/proc/self/maps").read_text(), "mapped, not copied"
+    rng = np.random.default_rng(12)
+    q = x[rng.choice(len(x), 300, replace=False)] + 0.05 * rng.standard_normal((300, x.shape[1])).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    found = np.array([np.pad(search_dense(loaded, v, 10, x, info.refine)[0], (0, 10), constant_values=-1)[:10]
+                      for v in q])
+    assert recall_at(found, brute_force(x, q, 10)) >= dense.TARGET_RECALL
+    rows, scores = search_dense(loaded, q[0], 10, x, info.refine)
+    assert np.allclose(scores, x[rows] @ q[0], atol=1e-6), "returned scores are exact cosines"
+    assert (np.diff(scores) <= 1e-7).all()
+
+
+def test_a_compressed_segment_is_recorded_and_searched_through_the_index(tmp_path: Path, hash_embedder, monkeypatch):
+    from qa.index.build import build_index
+    from qa.index.reader import load_index
+
+    rng = np.random.default_rng(4)
+    words = [f"w{i}" for i in range(400)]
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    for n in range(120):
+        topic = rng.choice(words, 30)
+        (folder / f"a{n:03}.txt").write_text(f"Article {n}\n\n" + "\n\n".join(
+            " ".join(rng.choice(topic, 12)) + "." for _ in range(6)))
+    monkeypatch.setattr(dense, "FLAT_MAX", 50)
+    monkeypatch.setattr(dense, "COMPRESS_MIN", 60)
+    build_index([folder], tmp_path / "index", embedder=hash_embedder)
+    index = load_index(tmp_path / "index")
+    (segment,) = index.manifest.segments
+    assert segment.dense["kind"] == "ivf-sq8" and segment.dense["refine"] == dense.REFINE
+    vectors = np.asarray(index.vectors)
+    queries = hash_embedder.encode([c.text for c in index.chunks[::7]])
+    found = np.array([np.pad(index.dense_search(q, 10)[0], (0, 10), constant_values=-1)[:10] for q in queries])
+    assert recall_at(found, brute_force(vectors, queries, 10)) >= dense.TARGET_RECALL
+    rows, scores = index.dense_search(queries[0], 5)
+    assert np.allclose(scores, vectors[rows] @ queries[0], atol=1e-6)
