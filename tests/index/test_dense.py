@@ -19,6 +19,18 @@ def clustered(n: int, dim: int = 48, centres: int = 40, seed: int = 0) -> np.nda
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def topic_articles(folder: Path, seed: int, count: int = 120) -> Path:
+    """``count`` short articles, each of sentences drawn from its own 30 of 400 words."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(400)]
+    folder.mkdir()
+    for n in range(count):
+        topic = rng.choice(words, 30)
+        sentences = [" ".join(rng.choice(topic, 12)) + "." for _ in range(6)]
+        (folder / f"a{n:03}.txt").write_text(f"Article {n}\n\n" + "\n\n".join(sentences))
+    return folder
+
+
 def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-(queries @ vectors.T), axis=1, kind="stable")[:, :k]
 
@@ -88,14 +100,7 @@ def test_store_uses_ivf_above_the_threshold_and_search_agrees(tmp_path: Path, ha
     from qa.index.build import build_index
     from qa.index.reader import load_index
 
-    rng = np.random.default_rng(2)
-    words = [f"w{i}" for i in range(400)]
-    folder = tmp_path / "articles"
-    folder.mkdir()
-    for n in range(120):
-        topic = rng.choice(words, 30)
-        sentences = [" ".join(rng.choice(topic, 12)) + "." for _ in range(6)]
-        (folder / f"a{n:03}.txt").write_text(f"Article {n}\n\n" + "\n\n".join(sentences))
+    folder = topic_articles(tmp_path / "articles", seed=2)
     monkeypatch.setattr(dense, "FLAT_MAX", 50)
     build_index([folder], tmp_path / "index", embedder=hash_embedder)
     index = load_index(tmp_path / "index")
@@ -151,14 +156,7 @@ def test_a_compressed_segment_is_recorded_and_searched_through_the_index(tmp_pat
     from qa.index.build import build_index
     from qa.index.reader import load_index
 
-    rng = np.random.default_rng(4)
-    words = [f"w{i}" for i in range(400)]
-    folder = tmp_path / "articles"
-    folder.mkdir()
-    for n in range(120):
-        topic = rng.choice(words, 30)
-        (folder / f"a{n:03}.txt").write_text(f"Article {n}\n\n" + "\n\n".join(
-            " ".join(rng.choice(topic, 12)) + "." for _ in range(6)))
+    folder = topic_articles(tmp_path / "articles", seed=4)
     monkeypatch.setattr(dense, "FLAT_MAX", 50)
     monkeypatch.setattr(dense, "COMPRESS_MIN", 60)
     build_index([folder], tmp_path / "index", embedder=hash_embedder)
