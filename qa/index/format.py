@@ -9,6 +9,7 @@ Layout (names carry ids, so two builds never write the same name)::
         chunks.jsonl                its chunks, in vector order (local rows)
         articles.table.npy, chunks.table.npy
                                     where each record starts, its digest (see qa/index/records.py)
+        term_keys.npy               each BM25 term's 64-bit key and id, sorted (no vocabulary dict at load)
         vectors.npy                 float32 [chunks, dim], L2-normalised (allow_pickle=False)
         dense.faiss                 FAISS inner-product index over those vectors
         terms.json, term_ptr.npy, post_rows.npy, post_tfs.npy, lengths.npy
@@ -54,11 +55,12 @@ SEGMENT_FILES = {
     "postings": "terms.json",  # and the arrays Postings.file_names() lists
     "article_table": "articles.table.npy",
     "chunk_table": "chunks.table.npy",
+    "term_keys": "term_keys.npy",
 }
 #: What every segment holds; segments written before record tables existed hold only these.
 REQUIRED_KINDS = ("articles", "chunks", "vectors", "dense", "postings")
 #: What a segment written by this version holds.
-WRITTEN_KINDS = (*REQUIRED_KINDS, "article_table", "chunk_table")
+WRITTEN_KINDS = (*REQUIRED_KINDS, "article_table", "chunk_table", "term_keys")
 
 
 def new_id() -> str:

@@ -18,6 +18,7 @@ against bm25s.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -66,7 +67,14 @@ K1 = 1.5
 B = 0.75
 
 _TERMS = "terms.json"
+#: Each term's 64-bit key and id, sorted by key: looking a term up needs no dict of the vocabulary.
+TERM_KEYS = "term_keys.npy"
 _ARRAYS = ("term_ptr", "post_rows", "post_tfs", "lengths")
+
+
+def term_key(token: str) -> int:
+    """A term's 64-bit key in ``term_keys.npy`` (BLAKE2b of its UTF-8)."""
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little")
 
 
 def tokenizer_tag() -> str:
@@ -83,15 +91,53 @@ class Postings:
     as bm25s did, so average lengths stay as they were).
     """
 
-    def __init__(self, terms: list[str], term_ptr, post_rows, post_tfs, lengths) -> None:
+    def __init__(self, terms: list[str] | None, term_ptr, post_rows, post_tfs, lengths, *,
+                 keys: np.ndarray | None = None, terms_path: Path | None = None) -> None:
         #: Where it was loaded from (its segment folder's name), for messages.
         self.source = ""
-        self.terms = terms
-        self.term_ids = {t: i for i, t in enumerate(terms)}
+        self._terms = terms
+        self._terms_path = terms_path  # read on first use when ``terms`` is None
+        self._keys = keys
+        self._ids: dict[str, int] | None = None
         self.term_ptr = term_ptr
         self.post_rows = post_rows
         self.post_tfs = post_tfs
         self.lengths = lengths
+
+    @property
+    def terms(self) -> list[str]:
+        """The terms, by id (read from ``terms.json`` the first time when the segment was opened by its keys)."""
+        if self._terms is None:
+            self._terms = _read_terms(self._terms_path)
+            if len(self._terms) != self.n_terms:
+                raise ValueError("terms")
+        return self._terms
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.term_ptr) - 1
+
+    def term_id(self, token: str) -> int | None:
+        """The id of ``token`` in these postings, None if no chunk holds it.
+
+        Opened with keys, a binary search in the memory-mapped ``term_keys.npy``; else a dict of the terms.
+        """
+        if self._keys is not None:
+            key = np.uint64(term_key(token))
+            at = int(np.searchsorted(self._keys[:, 0], key))
+            return int(self._keys[at, 1]) if at < len(self._keys) and self._keys[at, 0] == key else None
+        if self._ids is None:
+            self._ids = {t: i for i, t in enumerate(self.terms)}
+        return self._ids.get(token)
+
+    def key_table(self) -> np.ndarray | None:
+        """``term_keys.npy``: each term's 64-bit key and id, sorted by key; None if two terms share a key."""
+        keys = np.fromiter((term_key(t) for t in self.terms), dtype=np.uint64, count=len(self.terms))
+        order = np.argsort(keys, kind="stable")
+        table = np.stack([keys[order], order.astype(np.uint64)], axis=1)
+        if len(keys) > 1 and bool((np.diff(table[:, 0]) == 0).any()):
+            return None
+        return table.reshape(-1, 2)
 
     @property
     def n_docs(self) -> int:
@@ -169,18 +215,28 @@ class Postings:
             np.save(folder / f"{name}.npy", np.asarray(getattr(self, name)), allow_pickle=False)
 
     @staticmethod
-    def load(folder: Path, mmap: bool = False) -> Postings:
-        """Open what ``save`` wrote; with ``mmap`` the arrays stay on disk and are paged in on use."""
-        terms = json.loads((folder / _TERMS).read_text(encoding="utf-8"))
-        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
-            raise ValueError("terms")
-        arrays = [np.load(folder / f"{name}.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-                  for name in _ARRAYS]
-        postings = Postings(terms, *arrays)
+    def load(folder: Path, mmap: bool = False, *, keys: bool = False) -> Postings:
+        """Open what ``save`` wrote; with ``mmap`` the arrays stay on disk and are paged in on use.
+
+        With ``keys`` (the segment holds ``term_keys.npy``), terms are looked up by
+        key and ``terms.json`` is not read until something needs the terms themselves.
+        """
+        mode = "r" if mmap else None
+        arrays = [np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False) for name in _ARRAYS]
+        if keys:
+            table = np.load(folder / TERM_KEYS, mmap_mode=mode, allow_pickle=False)
+            if table.dtype != np.uint64 or table.ndim != 2 or table.shape[1] != 2:
+                raise ValueError("term keys")
+            postings = Postings(None, *arrays, keys=table, terms_path=folder / _TERMS)
+            n_terms = len(table)
+        else:
+            terms = _read_terms(folder / _TERMS)
+            postings = Postings(terms, *arrays)
+            n_terms = len(terms)
         postings.source = folder.name
         term_ptr, post_rows, post_tfs, lengths = arrays
         if (
-            term_ptr.shape != (len(terms) + 1,)
+            term_ptr.shape != (n_terms + 1,)
             or post_rows.shape != post_tfs.shape
             or (len(term_ptr) and (term_ptr[0] != 0 or term_ptr[-1] != len(post_rows)))
             or lengths.ndim != 1
@@ -189,6 +245,13 @@ class Postings:
         ):
             raise ValueError("postings arrays do not agree")
         return postings
+
+
+def _read_terms(path: Path) -> list[str]:
+    terms = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+        raise ValueError("terms")
+    return terms
 
 
 def consecutive_offset(rows: np.ndarray) -> int | None:
@@ -227,7 +290,7 @@ class Lexical:
     def _spans(self, token: str):
         """Per segment holding ``token``: its postings, row map, length norms, row offset and posting range."""
         for (postings, rows), norms, offset in zip(self._parts, self._norms, self._offsets):
-            tid = postings.term_ids.get(token)
+            tid = postings.term_id(token)
             if tid is not None:
                 yield postings, rows, norms, offset, int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
 

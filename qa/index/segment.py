@@ -93,5 +93,5 @@ def read_segment(folder: Path, entry: SegmentEntry) -> Segment:
     chunks = RecordFile(base / SEGMENT_FILES["chunks"], chunk_table, Chunk.from_json, cache=4096)
     vectors = read_vectors(folder, entry)
     dense = read_dense(base / SEGMENT_FILES["dense"])
-    postings = Postings.load(base, mmap=True)
+    postings = Postings.load(base, mmap=True, keys="term_keys" in entry.kinds)
     return Segment(entry, articles, chunks, vectors, dense, postings, read_deletions(folder, entry))

@@ -33,6 +33,7 @@ from qa.index.format import (
     LOCK,
     MANIFEST,
     SEGMENT_FILES,
+    WRITTEN_KINDS,
     build_command,
     deletions_name,
     is_own_file,
@@ -156,6 +157,9 @@ class IndexWriter:
             "chunk_table": write_records(folder / SEGMENT_FILES["chunks"], (c.to_json() for c in chunks),
                                          [position[c.article_id] for c in chunks]),
         }
+        keys = postings.key_table()
+        if keys is not None:  # None: two terms share a 64-bit key (never seen); the segment is read by a dict
+            tables["term_keys"] = keys
         for kind, table in tables.items():
             np.save(folder / SEGMENT_FILES[kind], table, allow_pickle=False)
         np.save(folder / SEGMENT_FILES["vectors"], np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
@@ -165,7 +169,8 @@ class IndexWriter:
             _fsync_path(path)
             self._entries[f"{folder.name}/{path.name}"] = _file_entry(path)
         _fsync_path(folder)
-        return SegmentEntry(seg_id, len(articles), len(chunks), 0, "", dense_info.to_json())
+        kinds = tuple(k for k in WRITTEN_KINDS if k != "term_keys" or keys is not None)
+        return SegmentEntry(seg_id, len(articles), len(chunks), 0, "", dense_info.to_json(), kinds)
 
     def write_deletions(self, segment: SegmentEntry, rows: np.ndarray) -> SegmentEntry:
         """Record that ``rows`` (local, sorted, all deleted so far) of ``segment`` are gone; a new file each time."""

@@ -31,6 +31,24 @@ def test_postings_from_tokens_match_build_and_save_without_pickle(tmp_path: Path
     assert rows.tolist()[0] == 4 and 3 not in rows.tolist()
 
 
+def test_postings_opened_by_term_keys_score_the_same_without_reading_the_terms(tmp_path: Path):
+    texts = _random_texts(300, seed=7)
+    postings = Postings.build(texts)
+    postings.save(tmp_path / "bm25")
+    table = postings.key_table()
+    assert table is not None and table.dtype == np.uint64 and len(table) == len(postings.terms)
+    assert (np.diff(table[:, 0].astype(np.float64)) > 0).all(), "sorted, one key per term"
+    np.save(tmp_path / "bm25" / "term_keys.npy", table, allow_pickle=False)
+    by_dict = one_segment(Postings.load(tmp_path / "bm25", mmap=True))
+    keyed = Postings.load(tmp_path / "bm25", mmap=True, keys=True)
+    by_keys = one_segment(keyed)
+    (tmp_path / "bm25" / "terms.json").unlink()  # opened by keys: the vocabulary itself is never read
+    for query in ("korea troops", "Trump's summit 2024", "harbour storm court", "unknownword"):
+        assert np.array_equal(by_keys.scores(query), by_dict.scores(query))
+        assert by_keys.idf(tokenize(query)[0]) == by_dict.idf(tokenize(query)[0])
+    assert keyed.term_id("unknownword") is None and keyed.term_id(tokenize("korea")[0]) is not None
+
+
 def _random_texts(n: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     words = ["korea", "troops", "russia", "ukraine", "missile", "kim", "trump", "summit", "election", "court",
