@@ -223,13 +223,14 @@ def worker_replicate(p: dict) -> dict:
 
 
 def worker_optimize(p: dict) -> dict:
-    """``qa build --optimize`` on a copy of ``p["source"]``: every segment merged into one by ``merge_segments``.
+    """``qa build --optimize`` on a copy of ``p["source"]``: segments packed up to ``MAX_SEGMENT_CHUNKS`` by
+    ``apply_merges``, as the build does.
 
     The copy is made of hard links (segments are immutable), so it costs no disk until the merge writes.
     """
     import dataclasses
 
-    from qa.index.merge import merge_segments
+    from qa.index.merge import apply_merges
     from qa.index.reader import read_manifest
     from qa.index.writer import IndexWriter, writer_lock
 
@@ -241,10 +242,12 @@ def worker_optimize(p: dict) -> dict:
         manifest = read_manifest(dst)
         writer = IndexWriter(dst)
         try:
-            merged, moves = merge_segments(writer, list(manifest.segments), {a.id for a in manifest.articles})
-            articles = [dataclasses.replace(a, segment=moves[a.id][0], row=moves[a.id][1]) for a in manifest.articles]
+            segments, moves = apply_merges(writer, list(manifest.segments), {a.id for a in manifest.articles},
+                                           optimize=True)
+            articles = [dataclasses.replace(a, segment=moves[a.id][0], row=moves[a.id][1]) if a.id in moves else a
+                        for a in manifest.articles]
             result = writer.commit(previous=manifest, model=manifest.model, dim=manifest.dim,
-                                   chunking=manifest.chunking, segments=[merged], articles=articles,
+                                   chunking=manifest.chunking, segments=segments, articles=articles,
                                    sources=manifest.sources)
         except BaseException:
             writer.abort()
@@ -273,6 +276,9 @@ def worker_answer(p: dict) -> dict:
     t = time.perf_counter()
     index = load_index(Path(p["index"]))
     out["load_index_s"] = round(time.perf_counter() - t, 2)
+    # A large index hashes its bulk files in the background after opening: measure answers after it ended.
+    index.checked.wait()
+    out["check_s"] = round(time.perf_counter() - t, 2)
     t = time.perf_counter()
     embedder = get_embedder(index.manifest.model)
     out["load_embedder_s"] = round(time.perf_counter() - t, 2)
@@ -363,7 +369,7 @@ def _stamp(path: Path) -> dict | None:
         return None
 
 
-def _reusable(marker: Path, stamp: Path, key: dict, rebuild: bool) -> dict | None:
+def reusable(marker: Path, stamp: Path, key: dict, rebuild: bool) -> dict | None:
     """The saved build result if the index whose file ``marker`` is there was built from ``key``."""
     saved = _stamp(stamp)
     if rebuild or not saved or saved.get("key") != key or not marker.exists():
@@ -371,13 +377,13 @@ def _reusable(marker: Path, stamp: Path, key: dict, rebuild: bool) -> dict | Non
     return saved
 
 
-def _save(stamp: Path, key: dict, result: dict) -> dict:
+def save_stamp(stamp: Path, key: dict, result: dict) -> dict:
     result = {**result, "key": key, "measured": time.strftime("%Y-%m-%d %H:%M"), "load": os.getloadavg()[0]}
     stamp.write_text(json.dumps(result, indent=1))
     return result
 
 
-def _measured(label: str, fn, *args, **kwargs) -> dict:
+def measured(label: str, fn, *args, **kwargs) -> dict:
     """Run a worker with the load average before and after it."""
     before = os.getloadavg()
     log(f"{label} (load {before[0]:.1f})")
@@ -436,9 +442,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     # The real 10k index (the systems' build worker: build_index, full, the default embedder).
     real, real_stamp = work / "real-10k", work / "real-10k.json"
     key = {**slice_key, "model": model}
-    build = _reusable(real / "manifest.json", real_stamp, key, args.rebuild)
+    build = reusable(real / "manifest.json", real_stamp, key, args.rebuild)
     if build is None:
-        build = _save(real_stamp, key, _measured("[10k] build the real index", run_worker, worker_build,
+        build = save_stamp(real_stamp, key, measured("[10k] build the real index", run_worker, worker_build,
                                                   {"system": "ours", "paths": [str(slice_file)], "index": str(real)},
                                                   timeout=4 * 3600))
     else:
@@ -451,10 +457,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     # The LangChain recipe on the same articles.
     if recipe:
         rec, rec_stamp = work / "recipe-10k", work / "recipe-10k.json"
-        rbuild = _reusable(rec / "index.faiss", rec_stamp, slice_key, args.rebuild)
+        rbuild = reusable(rec / "index.faiss", rec_stamp, slice_key, args.rebuild)
         if rbuild is None:
             shutil.rmtree(rec, ignore_errors=True)
-            rbuild = _save(rec_stamp, slice_key, _measured("[recipe] build", run_worker, worker_build,
+            rbuild = save_stamp(rec_stamp, slice_key, measured("[recipe] build", run_worker, worker_build,
                                                            {"system": "recipe", "paths": [str(slice_file)],
                                                             "index": str(rec)}, timeout=4 * 3600))
         else:
@@ -469,9 +475,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     tiered, tiered_stamp = work / f"synthetic-{args.copies}x-tiered", work / f"synthetic-{args.copies}x-tiered.json"
     tkey = {"source": real_build_id, "copies": args.copies, "sigma": args.sigma, "layout": layout}
     if layouts:
-        tbuild = _reusable(tiered / "manifest.json", tiered_stamp, tkey, args.rebuild)
+        tbuild = reusable(tiered / "manifest.json", tiered_stamp, tkey, args.rebuild)
         if tbuild is None:
-            tbuild = _save(tiered_stamp, tkey, _measured(
+            tbuild = save_stamp(tiered_stamp, tkey, measured(
                 f"[1M tiered] replicate {n_real:,} chunks x {args.copies} into segments of {layout} copies",
                 run_worker, worker_replicate, {"source": str(real), "index": str(tiered), "layout": layout,
                                                 "sigma": args.sigma}, timeout=6 * 3600))
@@ -483,9 +489,9 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if "optimized" in layouts:
         opt, opt_stamp = work / f"synthetic-{args.copies}x-optimized", work / f"synthetic-{args.copies}x-optimized.json"
         okey = {"source": read_manifest(tiered).build_id}
-        obuild = _reusable(opt / "manifest.json", opt_stamp, okey, args.rebuild)
+        obuild = reusable(opt / "manifest.json", opt_stamp, okey, args.rebuild)
         if obuild is None:
-            obuild = _save(opt_stamp, okey, _measured("[1M optimized] merge every segment into one (merge_segments)",
+            obuild = save_stamp(opt_stamp, okey, measured("[1M optimized] qa build --optimize (apply_merges)",
                                                       run_worker, worker_optimize,
                                                       {"source": str(tiered), "index": str(opt)},
                                                       timeout=6 * 3600))
@@ -499,7 +505,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     tops: dict[str, list] = {}
     for label, index in indexes.items():
         profile = (args.profile and label != "10k") or args.profile_all
-        r = _measured(f"[{label}] warm answers over {len(questions)} questions", run_worker, worker_answer,
+        r = measured(f"[{label}] warm answers over {len(questions)} questions", run_worker, worker_answer,
                       {"index": str(index), "questions": questions, "profile": profile},
                       timeout=2 * 3600)
         tops[label] = r.pop("top_quotes")
@@ -510,14 +516,14 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         same = sum(a == b for a, b in zip(tops[label], tops["10k"]))
         results["answers"][label]["same_top_quote_as_10k"] = round(same / max(1, len(questions)), 3)
     if recipe:
-        results["recipe_query"] = _measured("[recipe] similarity_search(k=3)", run_worker, worker_query,
+        results["recipe_query"] = measured("[recipe] similarity_search(k=3)", run_worker, worker_query,
                                             {"system": "recipe", "index": str(work / "recipe-10k"),
                                              "questions": questions})
     results["cold"] = {}
     for label, index in indexes.items():
         repeats = args.cold_repeats if label == "10k" else args.cold_repeats_1m
         if repeats:
-            results["cold"][label] = _measured(f"[{label}] cold start x{repeats}", cold_start, "ours", index,
+            results["cold"][label] = measured(f"[{label}] cold start x{repeats}", cold_start, "ours", index,
                                                questions[0], repeats)
     results["targets"] = targets(results)
     results["seconds"] = round(time.perf_counter() - started, 1)
