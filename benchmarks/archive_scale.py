@@ -161,12 +161,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
                                                  timeout=4 * 3600)
         harness.write_result(out, results, partial=True)
     results["targets"] = targets(results, count_label(n_real))
-    results["seconds"] = round(time.perf_counter() - started, 1)
-    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
-    harness.write_result(out, results)
-    print(render(results))
-    log(f"results in {out} ({results['seconds']:.0f} s)")
-    return 0
+    return harness.finish(out, results, started, render)
 
 
 def targets(results: dict, small: str) -> dict:
