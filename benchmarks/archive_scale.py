@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import harness, scale_answer
-from benchmarks.harness import BenchError, count_label, disk_bytes, log, run_worker
+from benchmarks.harness import BenchError, count_label, disk_bytes, run_worker
 from benchmarks.systems import cold_start, worker_build
 
 #: What issue 21 asks of each size: start to first answer (s), resident memory (MB), warm p50 against 10k.
