@@ -36,5 +36,6 @@ def unsupported(path: str) -> str:
 
 
 def megabytes(n: int) -> str:
-    """``n`` bytes as megabytes for a message (three significant digits)."""
-    return f"{n / 1e6:.3g}"
+    """``n`` bytes as megabytes for a message: three significant digits, never an exponent ("2,730", "0.605")."""
+    mb = float(f"{n / 1e6:.3g}")
+    return f"{mb:,.0f}" if mb >= 100 else f"{mb:g}"
