@@ -6,14 +6,15 @@ the reader found into articles. A file that cannot be used raises
 ``LoadError`` with a message naming it; a jsonl file's bad lines are skip
 messages in the result instead, so its good lines still load. The build reads
 every file ``discover.discover_files`` finds with it, and the web chat's
-articles folder checks each upload with it.
+articles folder checks each upload with it. ``iter_articles`` reads the same
+articles one at a time, so a caller need not hold a whole file's.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from qa.ingest.article import ArticleFields, make_article
@@ -28,7 +29,7 @@ from qa.ingest.formats import (
 )
 from qa.ingest.readers.docx import read_docx
 from qa.ingest.readers.html import read_html
-from qa.ingest.readers.jsonl import read_jsonl
+from qa.ingest.readers.jsonl import iter_jsonl
 from qa.ingest.readers.pdf import read_pdf
 from qa.ingest.readers.text import read_text
 from qa.records import Article
@@ -60,16 +61,33 @@ def load_file(
     max_article_chars: int = MAX_ARTICLE_CHARS,
 ) -> LoadResult:
     """One file's articles (several for jsonl) and its per-line skip messages; ``LoadError`` if it is unusable."""
+    skipped: list[str] = []
+    articles = iter_articles(path, skip=skipped.append, max_file_bytes=max_file_bytes,
+                             max_article_chars=max_article_chars)
+    return LoadResult(articles=tuple(articles), skipped=tuple(skipped))
+
+
+def iter_articles(
+    path: str | os.PathLike[str],
+    *,
+    skip: Callable[[str], None],
+    max_file_bytes: int = MAX_FILE_BYTES,
+    max_article_chars: int = MAX_ARTICLE_CHARS,
+) -> Iterator[Article]:
+    """One file's articles, one at a time; ``skip`` is handed each jsonl line's skip message as it is met.
+
+    The file itself is checked at the call (``LoadError``); a jsonl file is then
+    read a line at a time as the iterator is consumed, and a line or read error
+    there raises ``LoadError`` from the iterator.
+    """
     path = os.fspath(path)
     suffix = suffix_of(path)
     if suffix not in SUPPORTED_SUFFIXES:
         raise LoadError(unsupported(path))
     _check_size(path, max_file_bytes)
     if suffix in (".jsonl", ".jsonl.gz"):
-        articles, skipped = read_jsonl(path, max_article_chars)
-        return LoadResult(articles=tuple(articles), skipped=tuple(skipped))
-    article = make_article(path, path, READERS[suffix](path), max_article_chars)
-    return LoadResult(articles=(article,), skipped=())
+        return iter_jsonl(path, max_article_chars, skip)
+    return iter((make_article(path, path, READERS[suffix](path), max_article_chars),))
 
 
 def _check_size(path: str, max_file_bytes: int) -> None:

@@ -14,7 +14,7 @@ import pytest
 from conftest import load_paths
 from qa.ingest.clean import BOILERPLATE_PATTERNS, clean_text, is_boilerplate
 from qa.ingest.formats import SUPPORTED_SUFFIXES, LoadError
-from qa.ingest.load import load_file
+from qa.ingest.load import iter_articles, load_file
 from qa.ingest.readers.text import decode_text
 
 BODY = (
@@ -429,6 +429,20 @@ def test_jsonl_huge_line_skipped_rest_loaded(tmp_path: Path) -> None:
     result = load_paths([path], max_article_chars=10_000)
     assert [a.source for a in result.articles] == ["small"]
     assert len(result.skipped) == 1 and "line 1" in result.skipped[0] and "10,000" in result.skipped[0]
+
+
+def test_iter_articles_yields_what_load_file_returns_as_it_reads(tmp_path: Path) -> None:
+    rows = [{"text": BODY, "id": "a"}, "{not json", {"text": BODY2, "id": "b"}, {"text": BODY2, "id": "b"}]
+    path = write(tmp_path / "feed.jsonl", _jsonl(rows))
+    loaded = load_file(path)
+    assert [a.source for a in loaded.articles] == ["a", "b"] and len(loaded.skipped) == 2
+    skipped: list[str] = []
+    articles = iter_articles(path, skip=skipped.append)
+    assert next(articles) == loaded.articles[0] and skipped == []  # line 2 is not read yet
+    assert next(articles) == loaded.articles[1] and skipped == [loaded.skipped[0]]
+    assert list(articles) == [] and tuple(skipped) == loaded.skipped
+    story = write(tmp_path / "story.txt", f"Trams Return\n\n{BODY}")
+    assert list(iter_articles(story, skip=skipped.append)) == list(load_file(story).articles)
 
 
 # --- decoding --------------------------------------------------------------------------------
