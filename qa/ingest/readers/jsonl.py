@@ -1,20 +1,22 @@
 """JSON lines (.jsonl, .jsonl.gz): one article per line, ``{"text": ..., "title", "url", "id", "author", "published"}``.
 
 Read a line at a time: the articles are yielded as they are parsed. A bad line
-is a skip message naming the file and line; the other lines still load. Limits
-on lines and unpacked size stop a gzip bomb.
+is a skip message naming the file and line; the other lines still load. The
+file has no size limit of its own: a line is limited by ``max_article_chars``,
+and limits on lines and on unpacked bytes (against a gzip bomb) stop reading.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from qa.ingest.article import ArticleFields, make_article
-from qa.ingest.formats import MAX_JSONL_LINES, MAX_UNPACKED_BYTES, LoadError, megabytes
+from qa.ingest.formats import MAX_JSONL_LINES, MAX_UNPACK_RATIO, LoadError, max_unpacked_bytes, megabytes
 from qa.ingest.readers.raw import SNIFF_BYTES, check_not_binary
 from qa.records import Article
 
@@ -33,16 +35,16 @@ def iter_jsonl(path: str, max_article_chars: int, skip: Callable[[str], None]) -
     # A JSON-escaped character takes at most 12 bytes (a surrogate pair); leave room for metadata.
     max_line_bytes = max_article_chars * 12 + 1_000_000
     try:
+        packed = os.stat(path).st_size
+        max_unpacked = max_unpacked_bytes(packed)
         with opener(path, "rb") as f:
             head = f.read(SNIFF_BYTES)
             check_not_binary(path, head)
             f.seek(0)
-            for lineno, line in _lines(f, max_line_bytes):
-                if lineno > MAX_JSONL_LINES or f.tell() > MAX_UNPACKED_BYTES:
-                    skip(
-                        f"{path}: stopped at line {lineno:,}: over {MAX_JSONL_LINES:,} lines or "
-                        f"{megabytes(MAX_UNPACKED_BYTES)} MB unpacked; split the file"
-                    )
+            for lineno, line in _lines(f, max_line_bytes, max_unpacked):
+                stop = _stop(path, lineno, f.tell(), packed)
+                if stop:
+                    skip(stop)
                     return
                 if line is not None and not line.strip():
                     continue
@@ -69,8 +71,23 @@ def iter_jsonl(path: str, max_article_chars: int, skip: Callable[[str], None]) -
         raise LoadError(f"{path}: no JSON lines; add one object with a \"text\" per line")
 
 
-def _lines(f: Any, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
-    """Yield (1-based line number, line bytes), or None for a line over ``max_line_bytes``."""
+def _stop(path: str, lineno: int, unpacked: int, packed: int) -> str:
+    """Why reading stops at line ``lineno`` after ``unpacked`` bytes of a file of ``packed``; "" to go on."""
+    if lineno > MAX_JSONL_LINES:
+        return f"{path}: stopped at line {lineno:,}: over {MAX_JSONL_LINES:,} lines; split the file"
+    if unpacked > max_unpacked_bytes(packed):
+        return (
+            f"{path}: stopped at line {lineno:,}: over {megabytes(max_unpacked_bytes(packed))} MB unpacked, "
+            f"more than {MAX_UNPACK_RATIO} times its {megabytes(packed)} MB on disk; split the file"
+        )
+    return ""
+
+
+def _lines(f: Any, max_line_bytes: int, max_unpacked: int) -> Iterator[tuple[int, bytes | None]]:
+    """Yield (1-based line number, line bytes), or None for a line over ``max_line_bytes``.
+
+    A long line is read past in pieces, up to ``max_unpacked`` bytes into the file.
+    """
     lineno = 0
     while True:
         line = f.readline(max_line_bytes + 1)
@@ -78,7 +95,7 @@ def _lines(f: Any, max_line_bytes: int) -> Iterator[tuple[int, bytes | None]]:
             return
         lineno += 1
         if len(line) > max_line_bytes:
-            while line and not line.endswith(b"\n") and f.tell() <= MAX_UNPACKED_BYTES:
+            while line and not line.endswith(b"\n") and f.tell() <= max_unpacked:
                 line = f.readline(1 << 20)  # drain the rest of the long line
             yield lineno, None
         else:
