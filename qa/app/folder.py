@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import QAError
-from qa.ingest.formats import SUPPORTED_SUFFIXES, LoadError, suffix_of
+from qa.ingest.formats import SUPPORTED_SUFFIXES, LoadError, megabytes, suffix_of
 from qa.ingest.load import load_file
 from qa.records import sha256_file
 from qa.text import collapse_whitespace
@@ -83,10 +83,6 @@ def _suffix(name: str) -> str:
     return os.path.splitext(name)[1]
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.3g}"
-
-
 def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
@@ -127,7 +123,7 @@ class ArticlesFolder:
             raise FolderError(f"{shown} is empty; nothing was added")
         if size > self.max_upload_bytes:
             raise FolderError(
-                f"{shown} is {_mb(size)} MB, over the {_mb(self.max_upload_bytes)} MB upload limit; split it"
+                f"{shown} is {megabytes(size)} MB, over the {megabytes(self.max_upload_bytes)} MB upload limit; split it"
             )
         with tempfile.TemporaryDirectory(prefix="qa-upload-") as tmp:
             staged = Path(tmp) / safe_name(shown)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import logging
 import os
+import random
 import re
+import shutil
+import string
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from conftest import load_paths
 from qa.ingest.clean import BOILERPLATE_PATTERNS, clean_text, is_boilerplate
-from qa.ingest.formats import SUPPORTED_SUFFIXES, LoadError
-from qa.ingest.load import load_file
+from qa.ingest.formats import MAX_FILE_BYTES, SUPPORTED_SUFFIXES, LoadError
+from qa.ingest.load import iter_articles, load_file
 from qa.ingest.readers.text import decode_text
 
 BODY = (
@@ -429,6 +434,73 @@ def test_jsonl_huge_line_skipped_rest_loaded(tmp_path: Path) -> None:
     result = load_paths([path], max_article_chars=10_000)
     assert [a.source for a in result.articles] == ["small"]
     assert len(result.skipped) == 1 and "line 1" in result.skipped[0] and "10,000" in result.skipped[0]
+
+
+def test_iter_articles_yields_what_load_file_returns_as_it_reads(tmp_path: Path) -> None:
+    rows = [{"text": BODY, "id": "a"}, "{not json", {"text": BODY2, "id": "b"}, {"text": BODY2, "id": "b"}]
+    path = write(tmp_path / "feed.jsonl", _jsonl(rows))
+    loaded = load_file(path)
+    assert [a.source for a in loaded.articles] == ["a", "b"] and len(loaded.skipped) == 2
+    skipped: list[str] = []
+    articles = iter_articles(path, skip=skipped.append)
+    assert next(articles) == loaded.articles[0] and skipped == []  # line 2 is not read yet
+    assert next(articles) == loaded.articles[1] and skipped == [loaded.skipped[0]]
+    assert list(articles) == [] and tuple(skipped) == loaded.skipped
+    story = write(tmp_path / "story.txt", f"Trams Return\n\n{BODY}")
+    assert list(iter_articles(story, skip=skipped.append)) == list(load_file(story).articles)
+
+
+# --- archives over the file size limit -------------------------------------------------------
+
+ARCHIVE_LINES = 6_000
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """6,000 articles of about 10,000 characters of varied words: a 61 MB .jsonl, and the same as a .jsonl.gz."""
+    rng = random.Random(21)
+    words = ["".join(rng.choices(string.ascii_lowercase, k=rng.randint(2, 10))) for _ in range(5_000)]
+    folder = tmp_path_factory.mktemp("archive")
+    plain = folder / "archive.jsonl"
+    with plain.open("w", encoding="utf-8") as fh:
+        for i in range(ARCHIVE_LINES):
+            text = " ".join(" ".join(rng.choices(words, k=12)).capitalize() + "." for _ in range(120))
+            fh.write(json.dumps({"id": f"a{i}", "title": f"Report {i}", "text": text}) + "\n")
+    packed = folder / "archive.jsonl.gz"
+    # Stored, not compressed, so the .gz is as large on disk as the text without writing 150 MB of it.
+    with plain.open("rb") as src, gzip.open(packed, "wb", compresslevel=0) as dst:
+        shutil.copyfileobj(src, dst)
+    return {".jsonl": plain, ".jsonl.gz": packed}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])
+def test_a_jsonl_archive_over_the_file_size_limit_loads_whole(archive: dict[str, Path], suffix: str) -> None:
+    path = archive[suffix]
+    assert path.stat().st_size > MAX_FILE_BYTES
+    result = load_file(path)
+    assert result.skipped == ()
+    assert [a.source for a in result.articles] == [f"a{i}" for i in range(ARCHIVE_LINES)]
+    assert result.articles[-1].title == f"Report {ARCHIVE_LINES - 1}" and len(result.articles[-1].text) > 9_000
+
+
+def test_a_limit_the_caller_sets_still_refuses_a_big_jsonl(archive: dict[str, Path]) -> None:
+    for path in archive.values():  # as the web chat's uploads check theirs
+        with pytest.raises(LoadError, match=rf"{re.escape(path.name)}: 6[\d.]+ MB, over the 20 MB limit; split it"):
+            load_file(path, max_file_bytes=20_000_000)
+
+
+def test_iter_articles_reads_an_archive_in_little_memory(archive: dict[str, Path]) -> None:
+    skipped: list[str] = []
+    articles = iter_articles(archive[".jsonl.gz"], skip=skipped.append)
+    tracemalloc.start()
+    try:
+        sources = [a.source for a in itertools.islice(articles, 2_000)]  # 20 MB of text, a third of the file
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        articles.close()
+    assert sources == [f"a{i}" for i in range(2_000)] and skipped == []
+    assert peak < 5_000_000, f"{peak:,} bytes held at once while reading 2,000 articles"
 
 
 # --- decoding --------------------------------------------------------------------------------

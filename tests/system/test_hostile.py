@@ -23,7 +23,7 @@ import pytest
 
 from qa.answer.bot import AskError, Bot, clean_question
 from qa.index.build import build_index
-from qa.ingest.formats import MAX_ARTICLE_CHARS, MAX_FILE_BYTES, MAX_JSONL_LINES
+from qa.ingest.formats import MAX_ARTICLE_CHARS, MAX_FILE_BYTES, MAX_UNPACK_RATIO, MAX_UNPACKED_BYTES
 from qa.settings import MAX_QUESTION_CHARS
 from qa.index.reader import load_index
 
@@ -122,8 +122,11 @@ def test_limits_for_huge_inputs_are_clear_and_the_rest_still_builds(tmp_path: Pa
     long_line = json.dumps({"id": "long-line", "text": "tolls " * 600_000})  # 3.6 million characters
     very_long_line = '{"id": "very-long", "text": "' + "x" * 30_000_000 + '"}'  # over the line limit
     (folder / "feed.jsonl").write_text(f"{long_line}\n{very_long_line}\n" + json.dumps({"id": "ok", "text": "The Esk ferry log."}) + "\n")
-    with gzip.open(folder / "bomb.jsonl.gz", "wb", compresslevel=9) as fh:
-        fh.write(b"\n" * (MAX_JSONL_LINES + 10))
+    # A gzip bomb: 1 MB lines of spaces, each packed into a gzip member of 1 KB (members in a row are one stream).
+    bomb_line = b" " * 999_999 + b"\n"
+    bomb_lines = MAX_UNPACKED_BYTES // len(bomb_line) + 10
+    (folder / "bomb.jsonl.gz").write_bytes(gzip.compress(bomb_line, compresslevel=9) * bomb_lines)
+    assert (folder / "bomb.jsonl.gz").stat().st_size * MAX_UNPACK_RATIO < MAX_UNPACKED_BYTES
     started = time.perf_counter()
     report = build_index([folder], tmp_path / "index", embedder=hash_embedder)
     seconds = time.perf_counter() - started
@@ -133,7 +136,8 @@ def test_limits_for_huge_inputs_are_clear_and_the_rest_still_builds(tmp_path: Pa
     assert f"huge.txt: 60 MB, over the {MAX_FILE_BYTES / 1e6:.3g} MB limit" in messages
     assert "long.md: text is" in messages and f"over the {MAX_ARTICLE_CHARS:,} limit" in messages
     assert "feed.jsonl: line 1" in messages and "feed.jsonl: line 2: over" in messages
-    assert f"bomb.jsonl.gz: stopped at line {MAX_JSONL_LINES + 1:,}" in messages
+    assert (f"bomb.jsonl.gz: stopped at line {MAX_UNPACKED_BYTES // len(bomb_line) + 1:,}: "
+            f"over {MAX_UNPACKED_BYTES / 1e6:.3g} MB unpacked, more than {MAX_UNPACK_RATIO} times its") in messages
     assert all("\n" not in m for m in report.skipped)
     assert seconds < 60, f"the huge inputs took {seconds:.0f}s"
 
