@@ -179,7 +179,7 @@ def bulk_files(manifest: Manifest) -> list[str]:
 
 
 def check_mode(manifest: Manifest, check: str = "auto") -> str:
-    """``full`` or ``lazy`` (or ``quick``, if asked for): what ``check="auto"`` means for this index (full up to ``FULL_CHECK_BYTES`` of bulk files)."""
+    """What ``check`` means for this index: ``auto`` is ``full`` up to ``FULL_CHECK_BYTES`` of bulk files, else ``lazy``."""
     if check != "auto":
         return check
     bulk = sum(manifest.files[rel].size for rel in bulk_files(manifest))
@@ -213,6 +213,8 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
         index.checked.set()
     elif mode == "lazy":
         BackgroundCheck(index, sorted(later)).start()
+    else:  # quick: nothing more will be checked
+        index.checked.set()
     return index
 
 
@@ -222,13 +224,19 @@ class BackgroundCheck(threading.Thread):
     A file that does not match its checksum takes the index out of service: every
     later search raises its ``IndexInvalid`` (the one-line message names the file
     and the rebuild command) instead of serving from it. ``index.checked`` is set
-    when the check ends.
+    when the check ends. A check of an index that a newer build has replaced
+    stops there: its files are being removed, which is no damage.
     """
 
     def __init__(self, index: Index, files: list[str]) -> None:
         super().__init__(name=f"qa-check-{index.build_id}", daemon=True)
         self.index = index
         self.files = files
+        self._stamp = manifest_stamp(index.folder)
+
+    def _replaced(self) -> bool:
+        stamp = manifest_stamp(self.index.folder)
+        return stamp != self._stamp and _current_build_id(self.index.folder) != self.index.build_id
 
     def run(self) -> None:
         with contextlib.suppress(OSError, AttributeError):  # Linux: nice applies to this thread only
@@ -237,10 +245,16 @@ class BackgroundCheck(threading.Thread):
         index = self.index
         try:
             for rel in self.files:
+                if self._replaced():
+                    log.info("index %s was replaced; its check stops", index.build_id)
+                    return
                 _check_file(index.folder, rel, index.manifest.files[rel], True)
             log.info("index %s: %d large files checked in %.1f s", index.build_id, len(self.files),
                      time.perf_counter() - started)
         except IndexInvalid as exc:
+            if self._replaced():
+                log.info("index %s was replaced while it was checked; its check stops", index.build_id)
+                return
             log.error("index %s taken out of service: %s", index.build_id, exc)
             index.damage = exc
         finally:

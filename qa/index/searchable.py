@@ -185,7 +185,8 @@ class Index:
         self.segments = segments
         #: Set when a check found a file that does not match the manifest: every later read raises it.
         self.damage: IndexInvalid | None = None
-        #: Set when every file has been checked (at once for a small index, by a background thread for a large one).
+        #: Set when checking ends: at once for a small index, after a background thread hashed a large one's
+        #: bulk files, or at once when the opener asked for no more checks (``check="quick"``).
         self.checked = threading.Event()
         rows = RowMap(segments)
         self.articles: Mapping[str, Article] = Articles(self)

@@ -255,6 +255,19 @@ def test_a_record_changed_under_a_running_index_is_refused_when_read(hash_index:
         Bot(index, hash_embedder).ask(QUESTION)
 
 
+def test_the_check_of_a_replaced_index_stops_without_calling_it_damaged(hash_index: Path, corpus: Path, hash_embedder):
+    from qa.index.reader import BackgroundCheck, bulk_files
+
+    old = load_index(hash_index, check="quick")
+    old.checked.clear()
+    check = BackgroundCheck(old, bulk_files(old.manifest))  # made while the old generation is the current one
+    (corpus / "extra.txt").write_text("Ferry news\n\nThe Esk ferry ran at dawn on Tuesday.\n", encoding="utf-8")
+    build_index([corpus], hash_index, embedder=hash_embedder, optimize=True)  # a new generation; old files go
+    check.start()
+    assert old.checked.wait(30)
+    assert old.damage is None, "a retired generation is not damaged"
+
+
 def test_a_running_bot_keeps_its_index_when_the_folder_is_tampered_with(hash_index: Path, hash_embedder):
     bot = Bot.load(hash_index, embedder=hash_embedder)
     before = bot.ask(QUESTION).to_json()
