@@ -118,3 +118,46 @@ def test_bm25_over_segments_with_and_without_deletions_equals_one_index_of_the_l
     terms = tokenize("bridge river opened mayor")
     assert [whole.doc_freq(t) for t in terms] == [4, 2, 2, 1]  # deleted "nothing about it here" counts nowhere
     assert [split.doc_freq(t) for t in terms] == [whole.doc_freq(t) for t in terms]
+
+
+def _zipf_texts(n: int, seed: int) -> list[str]:
+    """Texts whose words follow a Zipf law (a few very common ones, many rare), as news does."""
+    rng = np.random.default_rng(seed)
+    vocab = [f"word{i}" for i in range(3000)]
+    ranks = np.minimum(rng.zipf(1.3, size=(n, 60)), len(vocab)) - 1
+    lengths = rng.integers(0, 60, n)
+    return [" ".join(vocab[r] for r in row[:length]) for row, length in zip(ranks, lengths)]
+
+
+@pytest.mark.parametrize("deleted", [False, True])
+def test_pruned_search_returns_what_the_exhaustive_one_returns(monkeypatch, deleted: bool):
+    """Rarest terms first, then the common ones only for the chunks found: the same rows and the same scores."""
+    from qa.index import lexical
+
+    texts = _zipf_texts(3000, seed=3)
+    cuts = [(0, 1000), (1000, 2500), (2500, 3000)]
+    rows = np.arange(3000, dtype=np.int64)
+    if deleted:
+        rows = np.full(3000, -1, dtype=np.int64)
+        live = [i for i in range(3000) if i % 7]
+        rows[live] = np.arange(len(live))
+    index = Lexical([(Postings.build(texts[lo:hi]), rows[lo:hi]) for lo, hi in cuts])
+    rng = np.random.default_rng(4)
+    queries = ["word0 word1 word2", "word0 word0 word5 word900", "word2999 word1", "nosuchword word3",
+               "nosuchword"] + [" ".join(f"word{w}" for w in rng.integers(0, 400, rng.integers(1, 9))) for _ in range(60)]
+    pruned_any = 0
+    for query in queries:
+        for k in (1, 10, 50):
+            monkeypatch.setattr(lexical, "PRUNE_MIN", 10**9)
+            want_rows, want_scores = index.search(query, k)
+            monkeypatch.setattr(lexical, "PRUNE_MIN", 0)
+            for give_up in (1.0, lexical.PRUNE_GIVE_UP):  # never scoring everything, and as shipped
+                with monkeypatch.context() as m:
+                    m.setattr(lexical, "PRUNE_GIVE_UP", give_up)
+                    got_rows, got_scores = index.search(query, k)
+                assert got_rows.tolist() == want_rows.tolist(), (query, k, give_up)
+                assert np.array_equal(got_scores, want_scores), (query, k, give_up)
+            reference = index.scores(query)
+            assert np.array_equal(reference[want_rows], want_scores)
+            pruned_any += int((reference > 0).sum() > len(got_rows))
+    assert pruned_any > 50, "the queries exercise chunks left out of the top k"
