@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -66,10 +65,6 @@ def tokenize(text: str) -> list[str]:
 #: BM25 parameters (bm25s's defaults, the Lucene variant).
 K1 = 1.5
 B = 0.75
-#: Above this many live chunks ``Lexical.search`` prunes (rarest terms first, then only the chunks found).
-PRUNE_MIN = 100_000
-#: ... unless the terms it must read whole hold more than this share of the chunks: then it scores them all.
-PRUNE_GIVE_UP = 1 / 16
 
 _TERMS = "terms.json"
 #: Each term's 64-bit key and id, sorted by key: looking a term up needs no dict of the vocabulary.
@@ -353,83 +348,12 @@ class Lexical:
         return out.astype(np.float32)
 
     def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and scores of the ``k`` best chunks, best first (ties: lower row); rows with score 0 are left out.
-
-        Up to ``PRUNE_MIN`` live chunks every chunk is scored (``scores``). Above
-        it, the terms are taken rarest first (by the most a term can add: its IDF
-        times how often the query holds it, as tf / (tf + norm) < 1) and their
-        chunks scored, until the k-th best partial score reaches what the terms
-        left could add at most: a chunk none of the rarer terms holds cannot
-        reach the top k then, so the common terms' long posting lists are only
-        searched for the chunks already found. The rows and scores returned are
-        those the exhaustive search returns.
-        """
-        if self.n_docs == 0 or k <= 0:
+        """Rows and scores of the ``k`` best chunks, best first (ties: lower row); rows with score 0 are left out."""
+        scores = self.scores(query)
+        k = min(k, len(scores))
+        if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        if self.n_docs <= PRUNE_MIN:
-            return _top(self.scores(query), k)
-        weights = Counter(tokenize(query))
-        terms = sorted((t for t in weights if self.doc_freq(t)), key=lambda t: (-weights[t] * self.idf(t), t))
-        bounds = [weights[t] * self.idf(t) for t in terms]
-        rows, scores = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-        done = read = 0
-        for done, term in enumerate(terms, start=1):  # the essential terms: every chunk that holds them
-            read += self.doc_freq(term)
-            if read > self.n_docs * PRUNE_GIVE_UP:  # common terms all through: scoring every chunk is cheaper
-                return _top(self.scores(query), k)
-            blocks_rows, blocks_scores = [rows], [scores]
-            for found, tfs, norms in self._postings(term):
-                tfs = tfs.astype(np.float64)
-                blocks_rows.append(found)
-                blocks_scores.append(bounds[done - 1] * tfs / (norms + tfs))
-            rows, inverse = np.unique(np.concatenate(blocks_rows), return_inverse=True)
-            scores = np.bincount(inverse.ravel(), weights=np.concatenate(blocks_scores), minlength=len(rows))
-            left = sum(bounds[done:])
-            if len(scores) >= k and float(np.partition(scores, len(scores) - k)[len(scores) - k]) >= left:
-                break
-        for term, bound in zip(terms[done:], bounds[done:]):  # the rest: only for the chunks already found
-            for found, tfs, norms in self._postings_of(term, rows):
-                at = np.searchsorted(rows, found)
-                tfs = tfs.astype(np.float64)
-                scores[at] += bound * tfs / (norms + tfs)
-        # The best few, scored again term by term in the query's order, as ``scores`` adds them: equal to the bit.
-        best, _ = _top(scores, k + 16, rows)
-        best = np.sort(best)
-        return _top(self._scores_of(query, best).astype(np.float32), k, best)
-
-    def _scores_of(self, query: str, rows: np.ndarray) -> np.ndarray:
-        """``scores(query)[rows]`` for sorted global ``rows``, reading only their entries in each posting list."""
-        out = np.zeros(len(rows), dtype=np.float64)
-        for token in tokenize(query):
-            if not self.doc_freq(token):
-                continue
-            idf = self.idf(token)
-            for found, tfs, norms in self._postings_of(token, rows):
-                tfs = tfs.astype(np.float64)
-                out[np.searchsorted(rows, found)] += idf * tfs / (norms + tfs)
-        return out
-
-    def _postings_of(self, token: str, rows: np.ndarray):
-        """``_postings`` of ``token`` restricted to the global ``rows`` (sorted): a binary search in each list."""
-        for postings, part_rows, norms, offset, lo, hi in self._spans(token):
-            local = self._local_rows(postings, lo, hi)
-            mapped = local + offset if offset is not None else part_rows[local]
-            at = np.searchsorted(mapped if offset is not None else np.maximum.accumulate(mapped), rows)
-            at = np.minimum(at, len(mapped) - 1) if len(mapped) else at
-            hit = (mapped[at] == rows) if len(mapped) else np.zeros(len(rows), dtype=bool)
-            at = at[hit]
-            yield mapped[at], np.asarray(postings.post_tfs[lo:hi])[at], norms[local[at]]
-
-
-def _top(scores: np.ndarray, k: int, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of ``scores`` (of ``rows``, else of rows 0..n-1), best first, ties by lower row, zeros left out."""
-    k = min(k, len(scores))
-    if k <= 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    ids = np.arange(len(scores)) if rows is None else rows
-    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
-    # every score at least the k-th (argpartition would cut a run of equal ones anywhere), then sorted
-    top = np.flatnonzero(scores >= kth) if kth > 0 else np.flatnonzero(scores > 0)
-    top = top[np.lexsort((ids[top], -scores[top]))][:k]
-    keep = scores[top] > 0
-    return ids[top][keep].astype(np.int64), scores[top][keep].astype(np.float32)
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.lexsort((top, -scores[top]))]
+        keep = scores[top] > 0
+        return top[keep].astype(np.int64), scores[top][keep]
