@@ -19,6 +19,7 @@ against bm25s.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import re
@@ -35,12 +36,19 @@ _TOKEN = re.compile(r"\w\w+|\d", re.UNICODE)
 
 @lru_cache(maxsize=1)
 def _stopwords() -> frozenset[str]:
-    try:
-        from bm25s.stopwords import STOPWORDS_EN
+    """bm25s's English stop words, read from its ``stopwords`` module alone.
 
-        return frozenset(STOPWORDS_EN)
-    except ImportError:  # pragma: no cover - bm25s is a dependency
+    ``import bm25s.stopwords`` would run ``bm25s/__init__.py`` first, which
+    imports scipy: 0.75 s of a cold process's first answer, for a tuple of words.
+    """
+    spec = importlib.util.find_spec("bm25s")
+    path = Path(spec.submodule_search_locations[0]) / "stopwords.py" if spec and spec.submodule_search_locations else None
+    if path is None or not path.is_file():  # pragma: no cover - bm25s is a dependency
         return frozenset()
+    module_spec = importlib.util.spec_from_file_location("_qa_bm25s_stopwords", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return frozenset(module.STOPWORDS_EN)
 
 
 @lru_cache(maxsize=1)

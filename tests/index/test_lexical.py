@@ -118,3 +118,15 @@ def test_bm25_over_segments_with_and_without_deletions_equals_one_index_of_the_l
     terms = tokenize("bridge river opened mayor")
     assert [whole.doc_freq(t) for t in terms] == [4, 2, 2, 1]  # deleted "nothing about it here" counts nowhere
     assert [split.doc_freq(t) for t in terms] == [whole.doc_freq(t) for t in terms]
+
+
+def test_tokenizing_imports_no_scipy():
+    """The stop words come from bm25s's stopwords module alone: importing bm25s itself loads scipy (0.75 s of a cold
+    process's first answer)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from qa.index.lexical import tokenize; assert tokenize('The troops of Korea')[0] == 'troop'; "
+            "print('scipy' in sys.modules, 'bm25s' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
