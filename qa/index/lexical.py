@@ -185,42 +185,38 @@ class Postings:
                         np.maximum(np.frombuffer(lengths, dtype=np.int32), 1))
 
     @staticmethod
-    def _from_pairs(terms: list[str], term_of: np.ndarray, row_of: np.ndarray, counts: np.ndarray,
-                    lengths: np.ndarray) -> Postings:
-        """CSR from (term, row, count) triples; repeated pairs are summed."""
-        n_rows = max(1, len(lengths))
-        key = term_of * n_rows + row_of
-        unique, inverse = np.unique(key, return_inverse=True)
-        tfs = np.bincount(inverse.ravel(), weights=counts, minlength=len(unique)).astype(np.int32)
-        terms_sorted = unique // n_rows
-        term_ptr = np.zeros(len(terms) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(terms_sorted, minlength=len(terms)), out=term_ptr[1:])
-        return Postings(terms, term_ptr, (unique % n_rows).astype(np.int32), tfs, np.asarray(lengths, dtype=np.int32))
-
-    @staticmethod
     def merge(parts: Sequence[tuple[Postings, np.ndarray]]) -> Postings:
-        """One segment's postings from several: ``(postings, keep)`` keeps the local rows ``keep``, in that order."""
+        """One segment's postings from several: ``(postings, keep)`` keeps the local rows ``keep``, in that order.
+
+        The members' lists are renumbered and sorted by term (32-bit arrays, one
+        sort): no pair repeats, as every kept row is a new one.
+        """
         terms: dict[str, int] = {}
         term_blocks, row_blocks, tf_blocks, length_blocks = [], [], [], []
         offset = 0
+        ascending = True
         for postings, keep in parts:
             keep = np.asarray(keep, dtype=np.int64)
-            new_row = np.full(postings.n_docs, -1, dtype=np.int64)
-            new_row[keep] = offset + np.arange(len(keep))
-            term_map = np.fromiter((terms.setdefault(t, len(terms)) for t in postings.terms), dtype=np.int64,
+            ascending = ascending and bool((np.diff(keep) > 0).all())
+            new_row = np.full(postings.n_docs, -1, dtype=np.int32)
+            new_row[keep] = offset + np.arange(len(keep), dtype=np.int32)
+            term_map = np.fromiter((terms.setdefault(t, len(terms)) for t in postings.terms), dtype=np.int32,
                                    count=len(postings.terms))
-            ptr = np.asarray(postings.term_ptr)
-            local_terms = np.repeat(np.arange(len(postings.terms), dtype=np.int64), np.diff(ptr))
-            rows = new_row[np.asarray(postings.post_rows, dtype=np.int64)]
+            rows = new_row[np.asarray(postings.post_rows)]
             live = rows >= 0
-            term_blocks.append(term_map[local_terms[live]])
+            term_blocks.append(np.repeat(term_map, np.diff(np.asarray(postings.term_ptr)))[live])
             row_blocks.append(rows[live])
-            tf_blocks.append(np.asarray(postings.post_tfs, dtype=np.int64)[live])
-            length_blocks.append(np.asarray(postings.lengths)[keep])
+            tf_blocks.append(np.asarray(postings.post_tfs, dtype=np.int32)[live])
+            length_blocks.append(np.asarray(postings.lengths, dtype=np.int32)[keep])
             offset += len(keep)
-        cat = lambda blocks, dtype: np.concatenate(blocks) if blocks else np.zeros(0, dtype=dtype)  # noqa: E731
-        return Postings._from_pairs(list(terms), cat(term_blocks, np.int64), cat(row_blocks, np.int64),
-                                    cat(tf_blocks, np.int64), cat(length_blocks, np.int32))
+        cat = lambda blocks: np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int32)  # noqa: E731
+        term_of, rows, tfs = cat(term_blocks), cat(row_blocks), cat(tf_blocks)
+        del term_blocks, row_blocks, tf_blocks
+        # kept rows ascending: rows already ascend within each term, so a stable sort by term is enough
+        order = np.argsort(term_of, kind="stable") if ascending else np.lexsort((rows, term_of))
+        term_ptr = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term_of, minlength=len(terms)), out=term_ptr[1:])
+        return Postings(list(terms), term_ptr, rows[order], tfs[order], cat(length_blocks))
 
     @staticmethod
     def bulk_file_names() -> list[str]:

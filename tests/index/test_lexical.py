@@ -130,3 +130,13 @@ def test_tokenizing_imports_no_scipy():
             "print('scipy' in sys.modules, 'bm25s' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
+
+
+def test_a_merge_keeping_rows_out_of_order_scores_like_one_index_of_them():
+    texts = _random_texts(120, seed=9)
+    a, b = Postings.build(texts[:60]), Postings.build(texts[60:])
+    keep_a, keep_b = [5, 3, 40, 41, 0], list(range(59, -1, -2))  # not ascending
+    merged = one_segment(Postings.merge([(a, keep_a), (b, keep_b)]))
+    fresh = one_segment(Postings.build([texts[i] for i in keep_a] + [texts[60 + i] for i in keep_b]))
+    for query in ("korea troops", "trump kim summit summit", "court senate", "storm"):
+        assert np.array_equal(merged.scores(query), fresh.scores(query)), query
