@@ -104,17 +104,20 @@ def _vectors_of_twin(
 
 def write_new(writer: IndexWriter, new: NewChunks, embedded: np.ndarray | None, dim: int) -> SegmentEntry:
     """Write the new segment: vectors in chunk order (reused blocks and ``embedded`` ones), FAISS and BM25."""
-    vectors = np.zeros((len(new.chunks), dim), dtype=np.float32)
-    row = cursor = 0
-    for article, block in zip(new.articles, new.reused):
-        count = new.counts[article.id]
-        if block is None:
-            vectors[row : row + count] = embedded[cursor : cursor + count]
-            cursor += count
-        else:
-            vectors[row : row + count] = block
-        row += count
+    if embedded is not None and len(embedded) == len(new.chunks):
+        vectors = np.ascontiguousarray(embedded, dtype=np.float32)  # nothing reused: no second copy
+    else:
+        vectors = np.zeros((len(new.chunks), dim), dtype=np.float32)
+        row = cursor = 0
+        for article, block in zip(new.articles, new.reused):
+            count = new.counts[article.id]
+            if block is None:
+                vectors[row : row + count] = embedded[cursor : cursor + count]
+                cursor += count
+            else:
+                vectors[row : row + count] = block
+            row += count
     dense, info = build_dense(vectors)
-    postings = Postings.build([c.text for c in new.chunks])
+    postings = Postings.build(c.text for c in new.chunks)
     return writer.write_segment(articles=new.articles, chunks=new.chunks, vectors=vectors, dense=dense,
                                 dense_info=info, postings=postings)

@@ -261,6 +261,7 @@ def _write(
             embedded = embedder.encode(
                 new.to_embed, progress=lambda done, total: report("embed", before + done, before + total))
             added.embedded += len(new.to_embed)
+            new.to_embed.clear()  # the texts sent to the model are not needed any more (as large as the chunks)
             dim = int(embedded.shape[1])
         report("save", 0, 1)
         entry = write_new(writer, new, embedded, dim if dim is not None else embedder.dim)
