@@ -21,8 +21,8 @@ Vectors are L2-normalised, so inner product is cosine similarity.
 * Above ``COMPRESS_MIN`` chunks, ``IndexIVFScalarQuantizer`` with 8-bit codes:
   the lists hold 384 bytes a vector instead of 1,536, and each search asks
   FAISS for ``REFINE`` times as many candidates and re-scores them exactly
-  against the segment's own ``vectors.npy`` (memory-mapped: a few dozen rows
-  are read). ``nprobe`` is calibrated with that re-scoring included, so the
+  against the segment's own ``vectors.npy`` (a few hundred rows are read,
+  with ``pread``: qa/index/vectors.py). ``nprobe`` is calibrated with that re-scoring included, so the
   recall target holds for what the search returns. The manifest records
   ``kind: "ivf-sq8"`` and ``refine``.
 
@@ -167,7 +167,7 @@ def refined(index, vectors: np.ndarray, queries: np.ndarray, k: int, refine: int
         found = found[found >= 0]
         if not len(found):
             continue
-        order = np.argsort(found)  # read the memory-mapped file in ascending order
+        order = np.argsort(found)  # read the file in ascending order
         exact = np.empty(len(found), dtype=np.float32)
         exact[order] = np.asarray(vectors[found[order]], dtype=np.float32) @ query
         best = np.lexsort((found, -exact))[:k]

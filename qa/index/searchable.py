@@ -2,7 +2,7 @@
 
 Nothing is read whole when an index is opened: chunks and articles are read
 from their segments when asked for (``index.chunks[row]``,
-``index.articles[id]``), vectors are memory-mapped.
+``index.articles[id]``), vectors are read by row.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class Articles(Mapping[str, Article]):
 
 
 class RowVectors:
-    """The live chunks' vectors by global row, read from each segment's memory-mapped file on use."""
+    """The live chunks' vectors by global row, read from each segment's file on use."""
 
     def __init__(self, segments: Sequence[Segment], rows: RowMap, dim: int) -> None:
         self._vectors = [s.vectors for s in segments]

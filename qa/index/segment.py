@@ -2,8 +2,8 @@
 
 Nothing here checks them against the manifest; qa/index/reader.py does that.
 Opening reads no records and no vectors: the records are read by position
-through their tables (qa/index/records.py), the vectors, the FAISS index and
-the postings are memory-mapped.
+through their tables (qa/index/records.py), the vectors by row
+(qa/index/vectors.py), and the FAISS index and the postings are memory-mapped.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from qa.index.format import SEGMENT_FILES
 from qa.index.lexical import Postings
 from qa.index.manifest import SegmentEntry
 from qa.index.records import AUX, RecordFile, id_key, table_of
+from qa.index.vectors import VectorFile
 from qa.records import Article, Chunk
 
 
@@ -29,7 +30,7 @@ class Segment:
     entry: SegmentEntry
     articles: RecordFile[Article]
     chunks: RecordFile[Chunk]
-    vectors: np.ndarray
+    vectors: VectorFile
     dense: Any
     postings: Postings
     deleted: np.ndarray
@@ -56,9 +57,9 @@ class Segment:
         return np.asarray(self.chunks.table[:-1, AUX], dtype=np.int64)
 
 
-def read_vectors(folder: Path, entry: SegmentEntry) -> np.ndarray:
-    """The segment's vectors, memory-mapped (float32 [chunks, dim])."""
-    return np.load(folder / entry.folder / SEGMENT_FILES["vectors"], mmap_mode="r", allow_pickle=False)
+def read_vectors(folder: Path, entry: SegmentEntry) -> VectorFile:
+    """The segment's vectors (float32 [chunks, dim]), read by row when asked for."""
+    return VectorFile(folder / entry.folder / SEGMENT_FILES["vectors"])
 
 
 def read_deletions(folder: Path, entry: SegmentEntry) -> np.ndarray:
