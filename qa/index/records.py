@@ -38,6 +38,15 @@ class RecordDamaged(ValueError):
     """A record's bytes do not match its digest, or do not parse: the segment was altered after its build."""
 
 
+def close_quietly(fd: int | None) -> None:
+    """Close a descriptor a reader opened, if it did (for ``__del__``: never raises)."""
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def digest(data: bytes) -> int:
     """The 64-bit digest a table keeps for one record's bytes."""
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
@@ -109,12 +118,7 @@ class RecordFile(Sequence[T], Generic[T]):
         self._lock = threading.Lock()
 
     def __del__(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(getattr(self, "_fd", None))
 
     def __len__(self) -> int:
         return len(self.table) - 1

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.index.records import close_quietly
+
 
 class VectorFile:
     """The rows of a float32 ``.npy`` matrix, read on demand: ``vectors[i]``, ``vectors[rows]``, ``vectors[a:b]``."""
@@ -36,12 +38,7 @@ class VectorFile:
         self._fd = os.open(path, os.O_RDONLY)
 
     def __del__(self) -> None:
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        close_quietly(getattr(self, "_fd", None))
 
     def __len__(self) -> int:
         return self.shape[0]
