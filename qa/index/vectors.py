@@ -63,15 +63,24 @@ class VectorFile:
         rows = np.asarray(rows, dtype=np.int64).ravel()
         if len(rows) and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError("row out of range")
-        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        if not len(rows):
+            return np.empty((0, self.shape[1]), dtype=self.dtype)
         order = np.argsort(rows, kind="stable")
         ordered = rows[order]
-        # one read per run of consecutive rows (a merge asks for long runs, a search for scattered rows)
-        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
-        for run in np.split(np.arange(len(ordered)), breaks) if len(ordered) else ():
-            first, count = int(ordered[run[0]]), int(ordered[run[-1]]) - int(ordered[run[0]]) + 1
-            block = self._read(first, count)
-            out[order[run]] = block[ordered[run] - first]
+        block = np.empty((len(rows), self.shape[1]), dtype=self.dtype)  # the rows in file order
+        # one read per run of consecutive rows (a merge asks for long runs, a search for scattered rows),
+        # straight into the block: no intermediate bytes
+        starts = np.flatnonzero(np.diff(ordered, prepend=-2) != 1)
+        ends = np.append(starts[1:], len(ordered))
+        view = memoryview(block).cast("B")
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            size = (end - start) * self._row_bytes
+            offset = self._offset + int(ordered[start]) * self._row_bytes
+            got = os.preadv(self._fd, [view[start * self._row_bytes : start * self._row_bytes + size]], offset)
+            if got != size:
+                raise ValueError(f"{self.path.parent.name}/{self.path.name} is shorter than its header says")
+        out = np.empty_like(block)
+        out[order] = block
         return out
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
