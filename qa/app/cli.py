@@ -39,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: $QA_ARTICLES or articles/)")
     index_opt(p)
     p.add_argument("--full", action="store_true", help="re-embed everything instead of only what changed")
-    p.add_argument("--optimize", action="store_true", help="merge segments into as few as 250,000 chunks each allows (nothing is re-embedded)")
+    p.add_argument("--optimize", action="store_true",
+                   help="merge segments into as few as 250,000 chunks each allows (nothing is re-embedded)")
     p.add_argument("--model", default=None, help="sentence-transformers model name or path (default: $QA_MODEL or the bundled all-MiniLM-L6-v2)")
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="embed on a Ray cluster (needs pip install '.[ray]'); ADDRESS as `ray start --head` prints it, "
@@ -288,7 +289,8 @@ def _drop_stdout() -> None:
         pass
 
 
-COMMANDS = {"build": cmd_build, "ask": cmd_ask, "chat": cmd_chat, "info": cmd_info, "check": cmd_check, "eval": cmd_eval}
+COMMANDS = {"build": cmd_build, "ask": cmd_ask, "chat": cmd_chat, "info": cmd_info, "check": cmd_check,
+            "eval": cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -268,7 +268,10 @@ def search_dense(index, query_vector: np.ndarray, k: int, vectors: np.ndarray | 
     faiss.omp_set_num_threads(1)
     try:
         query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
-        scores, rows = refined(index, vectors, query, k, refine) if refine and vectors is not None else index.search(query, k)
+        if refine and vectors is not None:
+            scores, rows = refined(index, vectors, query, k, refine)
+        else:
+            scores, rows = index.search(query, k)
     finally:
         faiss.omp_set_num_threads(threads)
     keep = rows[0] >= 0

@@ -45,7 +45,8 @@ def _stopwords() -> frozenset[str]:
     imports scipy: 0.75 s of a cold process's first answer, for a tuple of words.
     """
     spec = importlib.util.find_spec("bm25s")
-    path = Path(spec.submodule_search_locations[0]) / "stopwords.py" if spec and spec.submodule_search_locations else None
+    locations = spec.submodule_search_locations if spec else None
+    path = Path(locations[0]) / "stopwords.py" if locations else None
     if path is None or not path.is_file():  # pragma: no cover - bm25s is a dependency
         return frozenset()
     module_spec = importlib.util.spec_from_file_location("_qa_bm25s_stopwords", path)

@@ -127,6 +127,10 @@ def live_rows(manifest: Manifest) -> dict[str, np.ndarray]:
     return masks
 
 
+def _disagree(folder: Path) -> IndexInvalid:
+    return IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`")
+
+
 def verify_deletions(folder: Path, manifest: Manifest) -> None:
     """Each segment's deletion list holds exactly the rows no live article holds (cheap: no records are read)."""
     try:
@@ -136,7 +140,7 @@ def verify_deletions(folder: Path, manifest: Manifest) -> None:
             if not np.array_equal(np.flatnonzero(~masks[seg.id]), np.asarray(deleted, dtype=np.int64)):
                 raise ValueError(seg.id)
     except (OSError, ValueError, KeyError, TypeError):
-        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`") from None
+        raise _disagree(folder) from None
 
 
 def load_index(folder: Path, *, model: str | None = None, check: str = "auto") -> Index:
@@ -179,7 +183,8 @@ def bulk_files(manifest: Manifest) -> list[str]:
 
 
 def check_mode(manifest: Manifest, check: str = "auto") -> str:
-    """What ``check`` means for this index: ``auto`` is ``full`` up to ``FULL_CHECK_BYTES`` of bulk files, else ``lazy``."""
+    """What ``check`` means for this index: ``auto`` is ``full`` up to ``FULL_CHECK_BYTES`` of bulk files, else
+    ``lazy``."""
     if check != "auto":
         return check
     bulk = sum(manifest.files[rel].size for rel in bulk_files(manifest))
@@ -201,7 +206,7 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
     except Exception as exc:  # noqa: BLE001 - json, numpy and faiss each raise their own kinds
         raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `{build_command(folder, full=True)}`") from None
     if not _agrees(manifest, segments):
-        raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`")
+        raise _disagree(folder)
     index = Index(folder, manifest, segments)
     if mode == "full":
         try:
@@ -209,7 +214,7 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
         except RecordDamaged as exc:
             raise index.damaged_record(str(exc)) from None
         if not agree:
-            raise IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`")
+            raise _disagree(folder)
         index.checked.set()
     elif mode == "lazy":
         BackgroundCheck(index, sorted(later)).start()

@@ -95,7 +95,8 @@ def check_table(table: np.ndarray, records: int, size: int) -> None:
     if table.dtype != np.uint64 or table.ndim != 2 or table.shape != (records + 1, _COLUMNS):
         raise ValueError("record table shape")
     offsets = table[:, OFFSET]
-    if int(offsets[0]) != 0 or int(offsets[-1]) != size or (records and bool((np.diff(offsets.astype(np.int64)) <= 0).any())):
+    rising = not records or bool((np.diff(offsets.astype(np.int64)) > 0).all())
+    if int(offsets[0]) != 0 or int(offsets[-1]) != size or not rising:
         raise ValueError("record table offsets")
 
 
@@ -108,7 +109,8 @@ class RecordFile(Sequence[T], Generic[T]):
     a crash.
     """
 
-    def __init__(self, path: Path, table: np.ndarray, make: Callable[[dict[str, Any]], T], *, cache: int = 1024) -> None:
+    def __init__(self, path: Path, table: np.ndarray, make: Callable[[dict[str, Any]], T], *,
+                 cache: int = 1024) -> None:
         self.path = path
         self.table = table
         self._make = make

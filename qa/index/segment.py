@@ -73,8 +73,9 @@ def read_tables(folder: Path, entry: SegmentEntry) -> tuple[np.ndarray, np.ndarr
     """The record tables of the articles and the chunks (made by reading the records when the segment has none)."""
     base = folder / entry.folder
     if entry.has_tables:
-        return tuple(np.load(base / SEGMENT_FILES[kind], mmap_mode="r", allow_pickle=False)  # type: ignore[return-value]
-                     for kind in ("article_table", "chunk_table"))
+        articles, chunks = (np.load(base / SEGMENT_FILES[kind], mmap_mode="r", allow_pickle=False)
+                            for kind in ("article_table", "chunk_table"))
+        return articles, chunks
     position: dict[str, int] = {}
 
     def article_key(i: int, row: dict) -> int:

@@ -309,7 +309,8 @@ def test_deletion_lists_are_checked(tmp_path: Path, hash_embedder):
 
 
 def _entry(number: int, chunks: int, deleted: int = 0) -> SegmentEntry:
-    return SegmentEntry(f"{number:012x}", 1, chunks, deleted, f"deleted-{number:012x}-{0:012x}.npy" if deleted else "", {})
+    deletions = f"deleted-{number:012x}-{0:012x}.npy" if deleted else ""
+    return SegmentEntry(f"{number:012x}", 1, chunks, deleted, deletions, {})
 
 
 def test_no_merge_makes_a_segment_larger_than_the_cap():
