@@ -27,7 +27,7 @@ from qa.embed.base import Embedder
 from qa.answer.candidates import ScoredCandidate, candidates
 from qa.answer.features import echoes, features
 from qa.answer.factory import scorer_for
-from qa.answer.scorers import Scorer
+from qa.answer.scorers import Scorer, abstention_scores
 from qa.records import Answer, Article, Hit, Quote
 from qa.settings import DEFAULT_RANKER_NAME
 from qa.index.searchable import Index
@@ -274,12 +274,14 @@ def compose(
     ``scorer`` defaults to ``scorer_for(embedder.name, ranker=settings.ranker)``.
     """
     scorer = scorer or scorer_for(embedder.name, ranker=settings.ranker)
-    cands, _ = rank_candidates(question, searched, query_vector, index, hits, embedder, settings, scorer)
-    ranked = sorted((c for c in cands if not c.echo), key=lambda c: -c.score)
+    cands, X = rank_candidates(question, searched, query_vector, index, hits, embedder, settings, scorer)
+    shown = [i for i, c in enumerate(cands) if not c.echo]
+    ranked = sorted((cands[i] for i in shown), key=lambda c: -c.score)
     calibration = scorer.calibration(embedder.name)
     threshold = settings.abstain_below if settings.abstain_below is not None else calibration.abstain_below
-    if not ranked or ranked[0].score < threshold:
-        best = ranked[0].score if ranked else float("nan")
+    gate = abstention_scores(scorer, X, np.array([c.score for c in cands]))[shown] if shown else np.zeros(0)
+    if not ranked or float(gate.max()) < threshold:
+        best = float(gate.max()) if len(gate) else float("nan")
         log.info("abstaining on %r: best sentence score %.3f < %.3f (%s)", question[:80], best, threshold, scorer.name)
         return [], True
     show_within = settings.show_within if settings.show_within is not None else calibration.show_within

@@ -57,7 +57,9 @@ class Scorer(Protocol):
     """Scores candidates (higher is better) and knows its thresholds per embedding model.
 
     ``X`` holds their feature rows; ``question`` and ``texts`` (the question searched and each candidate's
-    sentence) are for a scorer that reads them, such as the reader; the others ignore them.
+    sentence) are for a scorer that reads them, such as the reader; the others ignore them. A scorer may
+    also have ``abstention_scores(X)``: the scores the bot abstains on, when they are not the ones it ranks
+    by (``abstention_scores`` below).
     """
 
     name: str
@@ -65,6 +67,12 @@ class Scorer(Protocol):
     def score(self, X: np.ndarray, question: str = "", texts: Sequence[str] = ()) -> np.ndarray: ...
 
     def calibration(self, model: str) -> Calibration: ...
+
+
+def abstention_scores(scorer: Scorer, X: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """What the bot compares with the abstention threshold: ``scorer.abstention_scores(X)``, else ``scores``."""
+    own = getattr(scorer, "abstention_scores", None)
+    return np.asarray(own(X) if own is not None else scores, dtype=np.float64)
 
 
 class HandScorer:

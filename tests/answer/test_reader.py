@@ -134,3 +134,22 @@ def test_the_reader_puts_the_answering_sentence_first(question, answer, others):
         assert scores.shape == (len(sentences),) and scores.dtype == np.float32
         assert int(np.argmax(scores)) == at, (question, scores.tolist())
     assert reader.score(question, []).shape == (0,)
+
+
+@needs_model
+@pytest.mark.real
+def test_the_reader_only_reorders_it_abstains_as_the_hand_score_does(real_index, real_embedder):
+    """Abstention is decided on the hand-weighted score: the same questions are refused with either scorer."""
+    from qa.answer.bot import Bot
+    from qa.answer.evaluate import read_questions
+    from qa.answer.quotes import AnswerSettings
+
+    items, _ = read_questions(str(Path(__file__).resolve().parents[1] / "questions.jsonl"))
+    hand = Bot.load(real_index, embedder=real_embedder, answer_settings=AnswerSettings(ranker="hand"))
+    reader = Bot.load(real_index, embedder=real_embedder, answer_settings=AnswerSettings(ranker="reader"))
+    assert reader.scorer.name == "reader"
+    questions = [item.turns[0] for item in items if len(item.turns) == 1]
+    assert len(questions) >= 10
+    refused = [(hand.ask(q).abstained, reader.ask(q).abstained) for q in questions]
+    assert all(h == r for h, r in refused), refused
+    assert any(h for h, _ in refused) and not all(h for h, _ in refused), "both kinds of question are asked"

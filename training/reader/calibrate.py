@@ -14,7 +14,9 @@ hand-weighted score and once by the reader. Then, with no model call:
   answerable runs whose candidates hold an answer, and the gap that keeps 99% of the answers found in the
   top three (``training.ranker.train.choose_abstain``/``choose_show_within``).
 
-Both go into the card's ``blend`` and ``calibrations``; the figures into its ``calibration_report``. Never
+Both go into the card's ``blend`` and ``calibrations``; the figures into its ``calibration_report``. The bot uses
+the blend weight; it abstains on the hand-weighted score with that score's own thresholds (the reader only reorders,
+``qa.answer.reader.ReaderScorer``), so the thresholds chosen here are a measurement, kept in the card. Never
 run on RealTime QA 2022: that is where the project reports held-out figures.
 """
 
