@@ -1,10 +1,10 @@
 """Which segments to merge (the tiered policy) and merging them, without embedding or tokenizing again.
 
-Segments are merged by size tier (``MERGE_FACTOR`` in qa/settings.py), or all
+Segments are merged by size tier (``MERGE_FACTOR`` in qa/settings.py), or
 into as few as ``MAX_SEGMENT_CHUNKS`` allows with ``optimize``; a segment at
-least ``PURGE_DELETED_SHARE`` deleted is rewritten without its deleted rows. A merge copies the live rows' vectors
-and postings; only the FAISS index is built again (an IVF keeps the largest
-member's centroids while the size allows).
+least ``PURGE_DELETED_SHARE`` deleted is rewritten without its deleted rows. A
+merge copies the live rows' vectors and postings; only the FAISS index is built
+again (an IVF keeps the largest member's centroids while the size allows).
 """
 
 from __future__ import annotations
