@@ -29,7 +29,7 @@ from qa.index.manifest import (
     ManifestUnreadable,
     decode_manifest,
 )
-from qa.index.records import AUX, RecordDamaged, check_table, id_key
+from qa.index.records import AUX, RecordDamaged, check_table, id_key, id_keys
 from qa.index.searchable import Index
 from qa.index.segment import Segment, read_deletions, read_segment
 from qa.records import sha256_file
@@ -118,12 +118,24 @@ def verify_files(folder: Path, manifest: Manifest, *, checksums: bool | str = Tr
 def live_rows(manifest: Manifest) -> dict[str, np.ndarray]:
     """Per segment, which local rows the manifest's live articles hold (a boolean mask); ValueError if they overlap."""
     masks = {s.id: np.zeros(s.chunks, dtype=bool) for s in manifest.segments}
-    for entry in manifest.articles:
-        mask = masks[entry.segment]
-        row, count = entry.row, entry.chunks
-        if row < 0 or count < 0 or row + count > len(mask) or mask[row : row + count].any():
-            raise ValueError(f"article {entry.id} rows")
-        mask[row : row + count] = True
+    number = {s.id: i for i, s in enumerate(manifest.segments)}
+    articles = manifest.articles
+    seg_of = np.fromiter((number[a.segment] for a in articles), dtype=np.int64, count=len(articles))  # KeyError
+    rows = np.fromiter((a.row for a in articles), dtype=np.int64, count=len(articles))
+    counts = np.fromiter((a.chunks for a in articles), dtype=np.int64, count=len(articles))
+    for i, seg in enumerate(manifest.segments):  # vectorised per segment: a loop over articles took 1 s at 10M chunks
+        mask = masks[seg.id]
+        mine = seg_of == i
+        r, c = rows[mine], counts[mine]
+        if len(r) and (r.min() < 0 or c.min() < 0 or (r + c).max() > len(mask)):
+            raise ValueError(f"segment {seg.id}: article rows out of range")
+        held = c > 0
+        order = np.argsort(r[held], kind="stable")
+        starts, lengths = r[held][order], c[held][order]
+        if len(starts) > 1 and bool((starts[1:] < (starts + lengths)[:-1]).any()):
+            raise ValueError(f"segment {seg.id}: articles overlap")
+        total = int(lengths.sum())
+        mask[np.repeat(starts, lengths) + (np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths))] = True
     return masks
 
 
@@ -317,7 +329,7 @@ def _spans_agree(seg: Segment, entries: list) -> bool:
     keys = np.asarray(seg.articles.table[:-1, AUX])
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
-    wanted = np.fromiter((id_key(a.id) for a in entries), dtype=np.uint64, count=len(entries))
+    wanted = id_keys([a.id for a in entries])
     at = np.searchsorted(sorted_keys, wanted)
     if len(entries) and (at.max() >= len(keys) or not np.array_equal(sorted_keys[at], wanted)):
         return False

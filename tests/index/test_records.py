@@ -69,3 +69,11 @@ def test_a_table_that_does_not_fit_its_file_is_refused(written):
 def test_ids_of_any_shape_have_a_key():
     assert id_key("00000000000000ff") == 255
     assert id_key("not-a-hex-id") == id_key("not-a-hex-id") != id_key("not-a-hex-id2")
+
+
+def test_many_ids_have_the_keys_each_has():
+    from qa.index.records import id_keys
+
+    ids = ["00000000000000ff", "0123456789abcdef", "ffffffffffffffff"]
+    for batch in (ids, [*ids, "not-a-hex-id"], ["zz00000000000000"], ["01 234567 89abcd", *ids], []):
+        assert id_keys(batch).tolist() == [id_key(i) for i in batch]
