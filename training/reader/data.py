@@ -1,8 +1,8 @@
 """Readers for the reader's training and measuring data, each to small frozen dataclasses.
 
 Training sets become :class:`Group` (one question, its candidate sentences, the index of the one positive or
-``None`` when nothing in the list answers it). Measuring sets (WikiQA, TrecQA, SelQA) become :class:`RankGroup`
-with a 0/1 label per sentence. Files are read from the shared data folder at run time; nothing is copied.
+``None`` when nothing in the list answers it). Measuring sets (WikiQA, TrecQA, SelQA) and SelQA's training file
+are read by ``benchmarks.sentence_select.read_questions`` (a 0/1 label per sentence). Files are read from the shared data folder at run time; nothing is copied.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from benchmarks.sentence_select import read_questions
+
 log = logging.getLogger(__name__)
 
 
@@ -27,16 +29,6 @@ class Group:
     sentences: tuple[str, ...]
     positive: int | None
     source: str
-
-
-@dataclass(frozen=True)
-class RankGroup:
-    """One measuring question with its candidate sentences and a 0/1 label for each."""
-
-    qid: str
-    question: str
-    sentences: tuple[str, ...]
-    labels: tuple[int, ...]
 
 
 _ABBREV = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "no", "gov", "sen", "rep", "gen", "lt", "col",
@@ -172,24 +164,11 @@ def read_nq(paths: Iterable[Path]) -> list[Group]:
 def read_selqa(paths: Iterable[Path]) -> list[Group]:
     """SelQA answer-sentence-selection JSON; first labelled answer is the positive, other answers dropped."""
     out: list[Group] = []
-    for rg in read_selqa_rank(paths):
+    for rg in (q for path in paths for q in read_questions(path, "selqa")):
         pos = [i for i, y in enumerate(rg.labels) if y]
-        g = _group(rg.question, list(rg.sentences), pos[0] if pos else None, set(pos), "selqa")
+        g = _group(rg.text, list(rg.sentences), pos[0] if pos else None, set(pos), "selqa")
         if g:
             out.append(g)
-    return out
-
-
-def read_selqa_rank(paths: Iterable[Path]) -> list[RankGroup]:
-    """SelQA as labelled ranking groups (for measuring)."""
-    out: list[RankGroup] = []
-    for path in paths:
-        for k, x in enumerate(json.loads(gzip.open(path, "rt", encoding="utf-8").read())):
-            cands = json.loads(x["candidates"]) if isinstance(x["candidates"], str) else x["candidates"]
-            ans = json.loads(x["answers"]) if isinstance(x["answers"], str) else x["answers"]
-            ans = {int(a) for a in ans}
-            labels = tuple(int(i in ans) for i in range(len(cands)))
-            out.append(RankGroup(f"{path.name}:{k}", x["question"], tuple(cands), labels))
     return out
 
 
@@ -251,32 +230,6 @@ def read_news(questions: Path, articles: Path | None, negatives: int = 5) -> lis
             if g:
                 out.append(g)
     return out
-
-
-def read_tsv_rank(path: Path, qid_col: int, q_col: int, s_col: int, y_col: int, header: bool) -> list[RankGroup]:
-    """Generic labelled TSV (WikiQA: 0,1,5,6 with header; TrecQA: 0,1,2,3 with header)."""
-    groups: dict[str, tuple[str, list[str], list[int]]] = {}
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for n, line in enumerate(f):
-            if header and n == 0:
-                continue
-            cols = line.rstrip("\n").split("\t")
-            if len(cols) <= max(qid_col, q_col, s_col, y_col):
-                continue
-            g = groups.setdefault(cols[qid_col], (cols[q_col], [], []))
-            g[1].append(cols[s_col])
-            g[2].append(int(float(cols[y_col]) > 0))
-    return [RankGroup(k, q, tuple(s), tuple(y)) for k, (q, s, y) in groups.items()]
-
-
-def read_wikiqa(path: Path) -> list[RankGroup]:
-    """WikiQA TSV: QuestionID, Question, DocumentID, DocumentTitle, SentenceID, Sentence, Label."""
-    return read_tsv_rank(path, 0, 1, 5, 6, header=True)
-
-
-def read_trecqa(path: Path) -> list[RankGroup]:
-    """TrecQA TSV: qid, question, sentence, label (header line)."""
-    return read_tsv_rank(path, 0, 1, 2, 3, header=True)
 
 
 def training_groups(shared: Path, news_articles: bool = True) -> Iterator[Group]:

@@ -18,15 +18,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from benchmarks.sentence_select import Question, metrics, read_questions
 from training.reader import data as D
 
 log = logging.getLogger(__name__)
 MAX_LENGTH = 128
 
 
-def rank_metrics(groups: Sequence[D.RankGroup], scores: Sequence[Sequence[float]]) -> dict[str, float]:
-    """MAP, MRR and P@1 over groups with >= 1 positive and >= 1 negative; ties keep the given order."""
-    aps, rrs, p1 = [], [], []
+def rank_metrics(groups: Sequence[Question], scores: Sequence[Sequence[float]]) -> dict[str, float]:
+    """MAP, MRR and P@1 over groups with >= 1 positive and >= 1 negative (``benchmarks.sentence_select.metrics``;
+    ties keep the given order), and how well score > 0 separates groups with and without an answer."""
+    ranked = []
     above, below, n_unans = 0, 0, 0
     for g, s in zip(groups, scores):
         npos = sum(g.labels)
@@ -37,28 +39,20 @@ def rank_metrics(groups: Sequence[D.RankGroup], scores: Sequence[Sequence[float]
         if npos == len(g.labels):
             continue
         above += int(max(s) > 0)
-        order = sorted(range(len(s)), key=lambda i: -s[i])
-        hits, prec = 0, []
-        for rank, i in enumerate(order, 1):
-            if g.labels[i]:
-                hits += 1
-                prec.append(hits / rank)
-        aps.append(sum(prec) / npos)
-        rrs.append(1 / next(r for r, i in enumerate(order, 1) if g.labels[i]))
-        p1.append(float(g.labels[order[0]]))
-    n = len(aps)
-    return {"questions": n, "MAP": round(float(np.mean(aps)), 4) if n else 0.0,
-            "MRR": round(float(np.mean(rrs)), 4) if n else 0.0, "P@1": round(float(np.mean(p1)), 4) if n else 0.0,
+        ranked.append([g.labels[i] for i in sorted(range(len(s)), key=lambda i: (-s[i], i))])
+    n = len(ranked)
+    got = metrics(ranked) if n else {"map": 0.0, "mrr": 0.0, "p_at_1": 0.0}
+    return {"questions": n, "MAP": got["map"], "MRR": got["mrr"], "P@1": got["p_at_1"],
             "answerable_top_above_0": round(above / n, 4) if n else 0.0,
             "unanswerable_questions": n_unans,
             "unanswerable_top_below_0": round(below / n_unans, 4) if n_unans else None}
 
 
-def overlap_scores(groups: Sequence[D.RankGroup]) -> list[list[float]]:
+def overlap_scores(groups: Sequence[Question]) -> list[list[float]]:
     """Word-overlap baseline: number of the question's content words in the sentence."""
     out = []
     for g in groups:
-        q = D.content_words(g.question)
+        q = D.content_words(g.text)
         out.append([float(len(q & D.content_words(s))) for s in g.sentences])
     return out
 
@@ -92,8 +86,8 @@ class OnnxReader:
             out[idx] = self.sess.run(None, feed)[0].reshape(-1)
         return out
 
-    def score_groups(self, groups: Sequence[D.RankGroup]) -> list[list[float]]:
-        pairs = [(g.question, s) for g in groups for s in g.sentences]
+    def score_groups(self, groups: Sequence[Question]) -> list[list[float]]:
+        pairs = [(g.text, s) for g in groups for s in g.sentences]
         flat = self.score_pairs(pairs).tolist()
         out, k = [], 0
         for g in groups:
@@ -102,13 +96,13 @@ class OnnxReader:
         return out
 
 
-def measure_sets(shared: Path, limit: int = 0) -> dict[str, list[D.RankGroup]]:
+def measure_sets(shared: Path, limit: int = 0) -> dict[str, list[Question]]:
     """The measure-only sets: WikiQA dev/train, TrecQA DEV/TRAIN (first ``limit`` questions if set)."""
     qa = shared / "qa-train"
-    sets = {"wikiqa_dev": D.read_wikiqa(qa / "wikiqa/WikiQA-dev.tsv.gz"),
-            "trecqa_dev": D.read_trecqa(qa / "trecqa/DEV.tsv.gz"),
-            "wikiqa_train": D.read_wikiqa(qa / "wikiqa/WikiQA-train.tsv.gz"),
-            "trecqa_train": D.read_trecqa(qa / "trecqa/TRAIN.tsv.gz")}
+    sets = {"wikiqa_dev": read_questions(qa / "wikiqa/WikiQA-dev.tsv.gz", "wikiqa"),
+            "trecqa_dev": read_questions(qa / "trecqa/DEV.tsv.gz", "trecqa"),
+            "wikiqa_train": read_questions(qa / "wikiqa/WikiQA-train.tsv.gz", "wikiqa"),
+            "trecqa_train": read_questions(qa / "trecqa/TRAIN.tsv.gz", "trecqa")}
     return {k: v[:limit] if limit else v for k, v in sets.items()}
 
 
@@ -136,8 +130,7 @@ def evaluate_files(onnx_path: Path, files: Sequence[Path], reader_fn: Callable =
     results = {}
     for f in files:
         name = f.name.lower()
-        groups = (D.read_selqa_rank([f]) if "selqa" in name else
-                  D.read_wikiqa(f) if "wikiqa" in name else D.read_trecqa(f))
+        groups = read_questions(f, "selqa" if "selqa" in name else "wikiqa" if "wikiqa" in name else "trecqa")
         results[f.name] = {"reader": rank_metrics(groups, reader.score_groups(groups)),
                            "word_overlap": rank_metrics(groups, overlap_scores(groups))}
     return results
