@@ -29,7 +29,7 @@ from qa.index.manifest import (
     ManifestUnreadable,
     decode_manifest,
 )
-from qa.index.records import AUX, RecordDamaged, check_table, id_key, id_keys
+from qa.index.records import RecordDamaged, check_table, id_key, id_keys
 from qa.index.searchable import Index
 from qa.index.segment import Segment, read_deletions, read_segment
 from qa.records import sha256_file
@@ -326,22 +326,20 @@ def _agrees(manifest: Manifest, segments: list[Segment]) -> bool:
 
 def _spans_agree(seg: Segment, entries: list) -> bool:
     """The chunk rows each manifest article claims are exactly the rows whose table points at that article."""
-    keys = np.asarray(seg.articles.table[:-1, AUX])
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
+    sorted_keys, order = seg.keys_sorted()
     wanted = id_keys([a.id for a in entries])
     at = np.searchsorted(sorted_keys, wanted)
-    if len(entries) and (at.max() >= len(keys) or not np.array_equal(sorted_keys[at], wanted)):
+    if len(entries) and (at.max() >= len(sorted_keys) or not np.array_equal(sorted_keys[at], wanted)):
         return False
     if len(np.unique(wanted)) != len(wanted):
         return False
     positions = seg.article_positions()
-    if len(positions) and (positions.min() < 0 or positions.max() >= len(keys)):
+    if len(positions) and (positions.min() < 0 or positions.max() >= len(sorted_keys)):
         return False
     position = order[at] if len(entries) else np.zeros(0, dtype=np.int64)
     rows = np.fromiter((a.row for a in entries), dtype=np.int64, count=len(entries))
     counts = np.fromiter((a.chunks for a in entries), dtype=np.int64, count=len(entries))
-    if not np.array_equal(np.bincount(positions, minlength=len(keys))[position], counts):
+    if not np.array_equal(np.bincount(positions, minlength=len(sorted_keys))[position], counts):
         return False
     total = int(counts.sum())
     first = np.repeat(np.cumsum(counts) - counts, counts)

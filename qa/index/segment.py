@@ -36,13 +36,17 @@ class Segment:
     deleted: np.ndarray
     _by_key: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
-    def article_position(self, article_id: str) -> int | None:
-        """Where the article ``article_id`` is among this segment's articles (None if it is not there)."""
+    def keys_sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """The articles' id keys, sorted, and the position of each (sorted once, on first use)."""
         if self._by_key is None:
             keys = np.asarray(self.articles.table[:-1, AUX])
             order = np.argsort(keys, kind="stable")
             self._by_key = (keys[order], order)
-        keys, order = self._by_key
+        return self._by_key
+
+    def article_position(self, article_id: str) -> int | None:
+        """Where the article ``article_id`` is among this segment's articles (None if it is not there)."""
+        keys, order = self.keys_sorted()
         key = np.uint64(id_key(article_id))
         at = int(np.searchsorted(keys, key))
         while at < len(keys) and keys[at] == key:  # ids of another shape can share a digest: check each
