@@ -76,9 +76,13 @@ def export(model_dir: Path, out: Path, opset: int = 17) -> tuple[Path, Path]:
     return int8, fp32
 
 
+LOSS = "listwise softmax over [positive, up to 5 same-paragraph negatives, constant 0 no-answer logit]"
+
+
 def write_sidecar(out: Path, onnx_path: Path, summary: dict, results: dict, seed: int, max_length: int,
-                  seconds: float) -> Path:
-    """Write ``reader.json`` next to the ONNX file: what it is, how it was trained, how it measures."""
+                  seconds: float, loss: str = LOSS, extra: dict | None = None) -> Path:
+    """Write ``reader.json`` next to the ONNX file: what it is, how it was trained, how it measures (``extra``:
+    more fields, such as a fine-tuning stage's)."""
     side = {
         "format": FORMAT,
         "version": 1,
@@ -93,13 +97,14 @@ def write_sidecar(out: Path, onnx_path: Path, summary: dict, results: dict, seed
         "pair_order": "question first, sentence second; truncate the sentence only",
         "max_length": max_length,
         "quantization": "onnxruntime quantize_dynamic, QInt8 weights, per_channel False",
-        "loss": "listwise softmax over [positive, up to 5 same-paragraph negatives, constant 0 no-answer logit]",
+        "loss": loss,
         "training": summary,
         "seed": seed,
         "epochs": summary.get("epochs"),
         "seconds": seconds,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "measured": results,
+        **(extra or {}),
     }
     path = out / "reader.json"
     path.write_text(json.dumps(side, indent=1))
