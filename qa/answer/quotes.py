@@ -44,9 +44,9 @@ class AnswerSettings:
 
     #: Chunks whose sentences are candidates.
     passages: int = 8
-    #: What scores candidates: "hand" (the hand-weighted score), "learned" (the shipped ranker,
-    #: qa/models/ranker.json) or "reader" (the shipped cross-encoder blended with the hand score,
-    #: qa/models/reader.json); ``qa.settings.RANKERS``.
+    #: What scores candidates: "reader" (the default: the shipped cross-encoder blended with the hand score,
+    #: qa/models/reader.json), "hand" (the hand-weighted score alone) or "learned" (the shipped ranker,
+    #: qa/models/ranker.json); ``qa.settings.RANKERS``.
     ranker: str = DEFAULT_RANKER_NAME
     #: Weight of a term that only the follow-up rewriting added, relative to the user's own words.
     context_term_weight: float = 0.5

@@ -40,6 +40,8 @@ TOKENIZER_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 REBUILD_HINT = "rebuild it with: python -m training.reader.train --shared <folder holding qa-train and rtqa-2024-2026>"
 #: Pairs per forward pass; sorted by length first so a batch pads little.
 BATCH = 16
+#: The question is read up to this many characters, as in training (``training.reader.train.encode``).
+QUESTION_CHARS = 256
 
 
 class ReaderError(QAError):
@@ -117,7 +119,8 @@ class Reader:
         from tokenizers import Tokenizer
 
         self._tokenizer = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
-        self._tokenizer.enable_truncation(max_length=self.card.max_length, strategy="only_second")
+        # the sentence is cut first; a question long in tokens is cut too rather than failing the whole answer
+        self._tokenizer.enable_truncation(max_length=self.card.max_length, strategy="longest_first")
         self._tokenizer.no_padding()
         self._lock = threading.Lock()
         self.path = onnx_path
@@ -127,7 +130,7 @@ class Reader:
         if not sentences:
             return np.zeros(0, dtype=np.float32)
         with self._lock:  # the tokenizer's truncation state is shared
-            encoded = self._tokenizer.encode_batch([(question, s) for s in sentences])
+            encoded = self._tokenizer.encode_batch([(question[:QUESTION_CHARS], s) for s in sentences])
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids))
         out = np.zeros(len(encoded), dtype=np.float32)
         for lo in range(0, len(order), BATCH):

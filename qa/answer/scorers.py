@@ -1,13 +1,14 @@
-"""Score candidate sentences: the hand-weighted score (the default), the learned ranker, or the reader.
+"""Score candidate sentences: the reader (the default), the hand-weighted score, or the learned ranker.
 
 ``HandScorer`` ("hand") is the hand-weighted score of earlier versions
-(cosine + IDF coverage + chunk rank + type cue) over the feature rows. It is
-the default: trained on 670 quiz questions of 33 weeks, the ranker beats it on
-held-out news quiz weeks but loses to it on the bundled chat questions
-(docs/ranker.md), so ``scorer_for`` returns the ranker only when asked
-(``ranker="learned"``, ``AnswerSettings.ranker``, ``QA_RANKER=learned``). The
-reader (``qa.answer.reader.ReaderScorer``, ``QA_RANKER=reader``) reads each
-sentence against the question with a cross-encoder (docs/reader.md).
+(cosine + IDF coverage + chunk rank + type cue) over the feature rows. The
+default reader (``qa.answer.reader.ReaderScorer``, "reader") adds to it a
+cross-encoder's reading of each sentence against the question, and abstains
+where the hand-weighted score would (docs/reader.md); ``QA_RANKER=hand`` keeps
+the hand-weighted score alone. Trained on 670 quiz questions of 33 weeks, the
+ranker beats the hand-weighted score on held-out news quiz weeks but loses to
+it on the bundled chat questions (docs/ranker.md), so ``scorer_for`` returns it
+only when asked (``ranker="learned"``, ``AnswerSettings.ranker``, ``QA_RANKER=learned``).
 
 ``Ranker`` ("ranker") is a LightGBM LambdaRank model trained by
 ``python -m training.ranker.train`` on RealTime QA 2024-2026 (docs/ranker.md). Its
@@ -76,7 +77,7 @@ def abstention_scores(scorer: Scorer, X: np.ndarray, scores: np.ndarray) -> np.n
 
 
 class HandScorer:
-    """The hand-weighted score (the default): cosine + 0.75 coverage + 0.15/(1+rank) + 0.05 typed.
+    """The hand-weighted score (``QA_RANKER=hand``; the reader adds to it): cosine + 0.75 coverage + 0.15/(1+rank) + 0.05 typed.
 
     For the bundled model it refuses below 0.67 (chosen on the bundled questions in earlier versions) and
     hides a quote scoring more than 0.2 below the best (chosen on RealTime QA 2024-2026 out-of-fold scores,

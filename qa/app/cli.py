@@ -26,8 +26,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Ask questions about a pile of news articles; answers are exact quotes with their sources.",
         epilog="Environment: QA_INDEX (index folder), QA_ARTICLES (articles folder), QA_MODEL (embedding model), "
         "QA_ABSTAIN_BELOW (refuse below this score; higher refuses more often), "
-        "QA_RANKER (hand: the hand-weighted score, the default; learned: the shipped learned ranker; reader: the "
-        "shipped reader, a cross-encoder that reads each sentence against the question).",
+        "QA_RANKER (reader: the shipped reader, a cross-encoder that reads each sentence against the question, "
+        "the default; hand: the hand-weighted score alone; learned: the shipped learned ranker).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -115,14 +115,16 @@ def test_a_ranker_for_another_model_is_refused_by_name(tmp_path):
     assert Ranker.load(path, model=DEFAULT_MODEL).score(np.array([[0.9] + [0] * (len(FEATURES) - 1)])) == 1.0
 
 
-def test_the_hand_weighted_scorer_is_the_default_and_the_learned_ranker_opt_in(hash_index, hash_embedder):
+def test_the_reader_is_the_default_and_the_learned_ranker_opt_in(hash_index, hash_embedder):
     from qa.answer.quotes import AnswerSettings
     from qa.answer.bot import Bot
+    from qa.answer.reader import ReaderScorer
 
-    assert isinstance(scorer_for("hash-128"), HandScorer)
-    assert isinstance(scorer_for(DEFAULT_MODEL), HandScorer)
+    assert isinstance(scorer_for("hash-128"), ReaderScorer)
+    assert isinstance(scorer_for(DEFAULT_MODEL), ReaderScorer)
+    assert isinstance(scorer_for(DEFAULT_MODEL, ranker="hand"), HandScorer)
     bot = Bot.load(hash_index, embedder=hash_embedder)
-    assert bot.scorer.name == "hand"
+    assert bot.scorer.name == "reader"
     assert bot.scorer.calibration(hash_embedder.name).abstain_below == HandScorer.abstain_below
     assert bot.scorer.calibration(hash_embedder.name).show_within is None  # no gap chosen on the fake's scale
     assert HandScorer().calibration(DEFAULT_MODEL).show_within == 0.2

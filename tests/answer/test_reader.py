@@ -136,6 +136,14 @@ def test_the_reader_puts_the_answering_sentence_first(question, answer, others):
     assert reader.score(question, []).shape == (0,)
 
 
+def test_a_question_longer_than_the_reader_reads_is_cut_not_an_error():
+    reader = Reader()
+    sentences = ["The bridge reopened to traffic on March 3.", "Engineers found cracks in the supports."]
+    for question in ("bridge " * 2000, "? " * 300, "When did the bridge reopen? " + "x" * 5000):
+        scores = reader.score(question, sentences)
+        assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
 @needs_model
 @pytest.mark.real
 def test_the_reader_only_reorders_it_abstains_as_the_hand_score_does(real_index, real_embedder):
