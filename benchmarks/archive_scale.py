@@ -126,7 +126,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         layout = scale_answer.tiered_layout(copies, n_real)
         folder, stamp = work / f"synthetic-{copies}x-tiered", work / f"synthetic-{copies}x-tiered.json"
         tkey = {"source": read_manifest(real).build_id, "copies": copies, "sigma": args.sigma, "layout": layout,
-                "format": "tables+keys+sq8"}
+                "format": "tables+keys+sq8+catalog"}
         made = scale_answer.reusable(folder / "manifest.json", stamp, tkey, args.rebuild)
         if made is None:
             made = scale_answer.save_stamp(stamp, tkey, scale_answer.measured(

@@ -145,7 +145,7 @@ def worker_replicate(p: dict) -> dict:
     from qa.index.dense import build_dense
     from qa.embed.base import l2_normalize
     from qa.index.lexical import Postings
-    from qa.index.manifest import ArticleEntry
+    from qa.index.catalog import ArticleEntry, Catalog
     from qa.records import Article, Chunk, chunk_id
     from qa.index.reader import load_index
     from qa.index.writer import IndexWriter, writer_lock
@@ -157,7 +157,7 @@ def worker_replicate(p: dict) -> dict:
     base = source.segments[0]
     base_vectors = np.asarray(base.vectors, dtype=np.float32)
     n = len(base.chunks)
-    entries = sorted(source.manifest.articles, key=lambda a: a.row)
+    entries = sorted(source.catalog().articles, key=lambda a: a.row)
     by_id = {a.id: a for a in base.articles}
     sigma, seed = float(p["sigma"]), int(p.get("seed", 0))
 
@@ -169,7 +169,7 @@ def worker_replicate(p: dict) -> dict:
 
     folder = Path(p["index"])
     shutil.rmtree(folder, ignore_errors=True)
-    segments, manifest_articles, built = [], [], []
+    segments, catalog_articles, built = [], [], []
     copy = 0
     with writer_lock(folder):
         writer = IndexWriter(folder)
@@ -200,7 +200,7 @@ def worker_replicate(p: dict) -> dict:
                                              dense_info=info, postings=postings)
                 for local, c in enumerate(range(copy, copy + seg_copies)):
                     for e in entries:
-                        manifest_articles.append(ArticleEntry(
+                        catalog_articles.append(ArticleEntry(
                             copy_id(e.id, c), e.sha256, copy_source(e.source, c), e.chunks, entry.id, local * n + e.row,
                         ))
                 built.append({"copies": seg_copies, "chunks": len(chunks), **info.to_json(),
@@ -213,7 +213,7 @@ def worker_replicate(p: dict) -> dict:
                 del articles, chunks, vectors, dense, postings
             manifest = writer.commit(previous=None, model=source.manifest.model, dim=source.manifest.dim,
                                      chunking=source.manifest.chunking, segments=segments,
-                                     articles=manifest_articles, sources={})
+                                     catalog=Catalog(tuple(catalog_articles)))
         except BaseException:
             writer.abort()
             raise
@@ -230,6 +230,7 @@ def worker_optimize(p: dict) -> dict:
     """
     import dataclasses
 
+    from qa.index.catalog import Catalog, read_catalog
     from qa.index.merge import apply_merges
     from qa.index.reader import read_manifest
     from qa.index.writer import IndexWriter, writer_lock
@@ -240,15 +241,16 @@ def worker_optimize(p: dict) -> dict:
     started = time.perf_counter()
     with writer_lock(dst):
         manifest = read_manifest(dst)
+        catalog = read_catalog(dst, manifest)
         writer = IndexWriter(dst)
         try:
-            segments, moves = apply_merges(writer, list(manifest.segments), {a.id for a in manifest.articles},
+            segments, moves = apply_merges(writer, list(manifest.segments), {a.id for a in catalog.articles},
                                            optimize=True)
             articles = [dataclasses.replace(a, segment=moves[a.id][0], row=moves[a.id][1]) if a.id in moves else a
-                        for a in manifest.articles]
+                        for a in catalog.articles]
             result = writer.commit(previous=manifest, model=manifest.model, dim=manifest.dim,
-                                   chunking=manifest.chunking, segments=segments, articles=articles,
-                                   sources=manifest.sources)
+                                   chunking=manifest.chunking, segments=segments,
+                                   catalog=Catalog(tuple(articles), catalog.sources))
         except BaseException:
             writer.abort()
             raise

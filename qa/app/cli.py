@@ -200,11 +200,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from qa.index.catalog import read_catalog
     from qa.index.reader import read_manifest, verify_files
 
     folder = _index_dir(args)
     manifest = read_manifest(folder)
     verify_files(folder, manifest, checksums=False)
+    articles = read_catalog(folder, manifest).articles
     data = {
         "index": str(folder),
         "build_id": manifest.build_id,
@@ -216,7 +218,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "articles": manifest.counts.get("articles", 0),
         "chunks": manifest.counts.get("chunks", 0),
         "bytes": sum(e.size for e in manifest.files.values()),
-        "sources": [a.source for a in manifest.articles],
+        "sources": [a.source for a in articles],
     }
     if args.json:
         _emit(data)
@@ -226,10 +228,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  chunks    {data['chunks']:,} of at most {manifest.chunking.chunk_tokens} tokens")
     print(f"  size      {data['bytes'] / 1e6:.1f} MB")
     print(f"  articles  {data['articles']}")
-    for entry in manifest.articles[:20]:
+    for entry in articles[:20]:
         print(f"    {entry.chunks:4d} {'chunk ' if entry.chunks == 1 else 'chunks'}  {entry.source}")
-    if len(manifest.articles) > 20:
-        print(f"    ... and {len(manifest.articles) - 20} more")
+    if len(articles) > 20:
+        print(f"    ... and {len(articles) - 20} more")
     return 0
 
 

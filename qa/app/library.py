@@ -158,13 +158,13 @@ class Library:
         return f"{self.status().generation}:{bot.index.build_id if bot is not None else ''}"
 
     def articles(self) -> list[ArticleRow]:
-        """The articles of the current index, in the order of its manifest."""
+        """The articles of the current index, in the order of its catalog (read once per index)."""
         bot = self._bot
         if bot is None:
             return []
         index = bot.index
         rows = []
-        for entry in index.manifest.articles:
+        for entry in index.catalog().articles:
             article = index.articles.get(entry.id)
             if article is not None:
                 rows.append(ArticleRow(article.title, article.source, article.published, entry.chunks, article.id))

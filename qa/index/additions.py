@@ -19,7 +19,8 @@ import numpy as np
 
 from qa.index.dense import build_dense
 from qa.index.lexical import Postings
-from qa.index.manifest import ArticleEntry, Manifest, SegmentEntry
+from qa.index.catalog import ArticleEntry
+from qa.index.manifest import SegmentEntry
 from qa.index.segment import read_vectors
 from qa.index.writer import IndexWriter
 from qa.ingest.chunk import chunk_article, embedding_text
@@ -58,7 +59,8 @@ class NewChunks:
 def chunk_batches(
     folder: Path,
     articles: Sequence[Article],
-    indexed: Manifest | None,
+    indexed: Sequence[ArticleEntry],
+    indexed_segments: Sequence[SegmentEntry],
     chunking: ChunkSettings,
     count_tokens: Callable[[str], int],
     progress: Callable[[int, int], None],
@@ -68,10 +70,11 @@ def chunk_batches(
     """Chunk ``articles`` in order, one batch each time ``max_chunks`` chunks are reached (and the rest at the end).
 
     Each article's chunks stay in one batch. Per article, the vectors of an
-    identical text the index in ``folder`` already holds are found (so it is not embedded again).
+    identical text the index in ``folder`` already holds (``indexed``, in ``indexed_segments``) are found (so it
+    is not embedded again).
     """
-    twins = {a.sha256: a for a in indexed.articles} if indexed is not None else {}
-    segments = {s.id: s for s in indexed.segments} if indexed is not None else {}
+    twins = {a.sha256: a for a in indexed}
+    segments = {s.id: s for s in indexed_segments}
     batch: list[Article] = []
     chunks: list[Chunk] = []
     reused: list[np.ndarray | None] = []

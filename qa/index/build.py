@@ -33,8 +33,9 @@ from qa.embed.base import Embedder
 from qa.embed.factory import get_embedder
 from qa.errors import QAError
 from qa.index.additions import chunk_batches, write_new
+from qa.index.catalog import ArticleEntry, Catalog, read_catalog
 from qa.index.lexical import tokenizer_tag
-from qa.index.manifest import ArticleEntry, Manifest, SegmentEntry
+from qa.index.manifest import Manifest, SegmentEntry
 from qa.index.merge import Moves, apply_merges, plan_merges
 from qa.index.reader import IndexLoadError, IndexMissing, manifest_stamp, read_manifest, verify_deletions, verify_files
 from qa.index.scan import Scan, scan
@@ -57,12 +58,20 @@ class BuildError(QAError):
 
 
 @dataclass(frozen=True)
+class Previous:
+    """The committed index a build starts from: its manifest and its catalog (read once)."""
+
+    manifest: Manifest
+    catalog: Catalog
+
+
+@dataclass(frozen=True)
 class _Plan:
     """What this build changes, decided before anything is written."""
 
-    previous: Manifest | None
+    previous: Previous | None
     scan: Scan
-    old: dict[str, ArticleEntry]  # the previous manifest's articles, by id
+    old: dict[str, ArticleEntry]  # the previous catalog's articles, by id
     removed: list[ArticleEntry]  # indexed articles no longer wanted (their file removed or changed)
     new: list[Article]  # articles to add, read in this build
     kept: int  # chunks of indexed articles that stay as they are
@@ -70,8 +79,11 @@ class _Plan:
 
     @property
     def changes(self) -> bool:
-        """Whether anything is added, deleted or merged (else the index is up to date)."""
-        segments = self.previous.segments if self.previous is not None else ()
+        """Whether anything is added, deleted or merged, or the index is in an older layout (else it is up to
+        date)."""
+        if self.previous is not None and self.previous.manifest.inline is not None:
+            return True  # rewritten in this layout: a catalog file and a smaller manifest, the same segments
+        segments = self.previous.manifest.segments if self.previous is not None else ()
         return bool(self.new or self.removed
                     or plan_merges(segments, self.removed, self.optimize, max_chunks=MAX_SEGMENT_CHUNKS))
 
@@ -106,7 +118,7 @@ def build_index(
     # leave the index folder untouched); if another build commits meanwhile, scan again under the lock.
     stamp = manifest_stamp(index_dir)
     previous = None if full else _usable_previous(index_dir, embedder.name, chunking, check=False)
-    found = scan(files, previous, skipped)
+    found = scan(files, previous.catalog if previous is not None else None, skipped)
     if not found.wanted:
         where = ", ".join(str(p) for p in paths) or "(no path)"
         raise BuildError(
@@ -128,19 +140,19 @@ def build_index(
             checked = previous if _intact(index_dir, previous) else None
         else:
             checked = _usable_previous(index_dir, embedder.name, chunking, check=True)
-        if (checked and checked.build_id) != (previous and previous.build_id):
+        if _build_id(checked) != _build_id(previous):
             previous = checked
-            found = scan(files, previous, skipped)
-        previous_chunks = previous.counts["chunks"] if previous is not None else _committed_chunks(index_dir)
+            found = scan(files, previous.catalog if previous is not None else None, skipped)
+        previous_chunks = previous.manifest.counts["chunks"] if previous is not None else _committed_chunks(index_dir)
         plan = _plan(previous, found, optimize)
         if not plan.changes:
             if previous is not None:
-                remove_unreferenced(index_dir, previous)
+                remove_unreferenced(index_dir, previous.manifest)
             log.info("index is up to date: %s", counted(len(found.wanted), "article"))
             return BuildReport(
                 articles=len(found.wanted), chunks=plan.kept, embedded=0, reused=plan.kept, removed=0,
                 seconds=time.perf_counter() - started, skipped=tuple(found.skipped), index_dir=str(index_dir),
-                build_id=previous.build_id if previous is not None else "", changed=False,
+                build_id=_build_id(previous), changed=False,
             )
         writer = IndexWriter(index_dir)
         try:
@@ -167,8 +179,12 @@ def build_index(
     )
 
 
-def _usable_previous(index_dir: Path, model: str, chunking: ChunkSettings, *, check: bool) -> Manifest | None:
-    """The current manifest if its segments can be reused by this build, else None (everything is rebuilt)."""
+def _build_id(previous: Previous | None) -> str:
+    return previous.manifest.build_id if previous is not None else ""
+
+
+def _usable_previous(index_dir: Path, model: str, chunking: ChunkSettings, *, check: bool) -> Previous | None:
+    """The current index if its segments can be reused by this build, else None (everything is rebuilt)."""
     try:
         manifest = read_manifest(index_dir)
     except IndexMissing:
@@ -183,17 +199,22 @@ def _usable_previous(index_dir: Path, model: str, chunking: ChunkSettings, *, ch
     if manifest.tokenizer != tokenizer_tag():
         log.info("index was built with another BM25 tokenizer: re-indexing everything")
         return None
-    if check and not _intact(index_dir, manifest):
-        return None
-    return manifest
-
-
-def _intact(index_dir: Path, manifest: Manifest) -> bool:
-    """Whether the segments can be reused: files there with their sizes (hashed if their mtime moved), deletion
-    lists matching the live articles."""
     try:
-        verify_files(index_dir, manifest, checksums="changed")
-        verify_deletions(index_dir, manifest)
+        previous = Previous(manifest, read_catalog(index_dir, manifest))
+    except IndexLoadError as exc:
+        log.warning("rebuilding everything: %s", exc)
+        return None
+    if check and not _intact(index_dir, previous):
+        return None
+    return previous
+
+
+def _intact(index_dir: Path, previous: Previous) -> bool:
+    """Whether the segments can be reused: files there with their sizes (hashed if their mtime moved), deletion
+    lists matching the catalog's live articles."""
+    try:
+        verify_files(index_dir, previous.manifest, checksums="changed")
+        verify_deletions(index_dir, previous.manifest, previous.catalog)
     except IndexLoadError as exc:
         log.warning("ignoring the current index (%s)", exc)
         return False
@@ -220,8 +241,8 @@ def _reason(exc: BaseException) -> str:
     return text[:200] or type(exc).__name__
 
 
-def _plan(previous: Manifest | None, found: Scan, optimize: bool) -> _Plan:
-    old = {a.id: a for a in previous.articles} if previous is not None else {}
+def _plan(previous: Previous | None, found: Scan, optimize: bool) -> _Plan:
+    old = {a.id: a for a in previous.catalog.articles} if previous is not None else {}
     wanted_ids = {w.id for w in found.wanted}
     return _Plan(
         previous=previous,
@@ -251,7 +272,9 @@ def _write(
     moves: Moves = {}
     added = _Added()
     dim = None
-    batches = chunk_batches(writer.folder, plan.new, plan.previous, chunking, embedder.count_tokens,
+    previous = plan.previous.manifest if plan.previous is not None else None
+    batches = chunk_batches(writer.folder, plan.new, list(plan.old.values()),
+                            previous.segments if previous is not None else (), chunking, embedder.count_tokens,
                             lambda done, total: report("chunk", done, total), max_chunks=SEGMENT_FLUSH_CHUNKS)
     for new in batches:
         embedded = None
@@ -270,28 +293,35 @@ def _write(
         added.counts.update(new.counts)
         added.reused += new.reused_chunks
     if dim is None:
-        dim = embedder.dim if plan.new or plan.previous is None else plan.previous.dim
+        dim = embedder.dim if plan.new or previous is None else previous.dim
     report("save", 0, 1)
     # Merges: planned again on the new list (the new segments and the deletions count too).
     segments, merged = apply_merges(writer, segments, {w.id for w in plan.scan.wanted}, plan.optimize,
                                     max_chunks=MAX_SEGMENT_CHUNKS)
     moves.update(merged)
     manifest = writer.commit(
-        previous=plan.previous, model=embedder.name, dim=dim, chunking=chunking,
+        previous=previous, model=embedder.name, dim=dim, chunking=chunking,
         segments=[s for s in segments if s.chunks > 0 or s.articles > 0],
-        articles=_article_entries(plan, added, moves), sources=plan.scan.sources,
+        catalog=Catalog(tuple(_article_entries(plan, added, moves)), plan.scan.sources),
     )
     report("save", 1, 1)
     return manifest, added
 
 
 def _article_entries(plan: _Plan, new: _Added, moves: Moves) -> list[ArticleEntry]:
-    """The manifest's articles, in scan order: where each starts now (moved, or where it was) and its chunk count."""
+    """The catalog's articles, in scan order: where each starts now (moved, or where it was) and its chunk count.
+
+    An article without a chunk is left out: nothing of it can be quoted, and an article is live only through
+    its chunk rows (qa/index/live.py). (Cleaning never leaves a text without one: whitespace is not kept.)
+    """
     articles = []
     for w in plan.scan.wanted:
         old = plan.old.get(w.id)
         segment, row = moves.get(w.id) or (old.segment, old.row)
         chunks = old.chunks if old is not None else new.counts[w.id]
+        if chunks == 0:
+            log.warning("%s has no text to index; left out", w.source)
+            continue
         articles.append(ArticleEntry(w.id, w.sha256, w.source, chunks, segment, row))
     return articles
 
@@ -302,7 +332,7 @@ def _delete_removed(writer: IndexWriter, plan: _Plan) -> list[SegmentEntry]:
     for a in plan.removed:
         deleted_now.setdefault(a.segment, []).extend(range(a.row, a.row + a.chunks))
     current: list[SegmentEntry] = []
-    for seg in plan.previous.segments if plan.previous is not None else ():
+    for seg in plan.previous.manifest.segments if plan.previous is not None else ():
         if seg.id in deleted_now:
             rows = [*read_deletions(writer.folder, seg).tolist(), *deleted_now[seg.id]]
             seg = writer.write_deletions(seg, np.asarray(rows, dtype=np.int64))

@@ -3,7 +3,10 @@
 Layout (names carry ids, so two builds never write the same name)::
 
     index/
-      manifest.json                 written last, atomically; names everything below
+      manifest.json                 written last, atomically; names everything below (counts, segments, model,
+                                    files); small, parsed by every reader
+      catalog-<build>.json          every live article's source, sha256 and rows, every source file read: for
+                                    builds and listings only (qa/index/catalog.py), never parsed to answer
       seg-<segment>/                one immutable segment, written once by the build that made it
         articles.jsonl              its articles (cleaned text, metadata)
         chunks.jsonl                its chunks, in vector order (local rows)
@@ -31,8 +34,12 @@ import uuid
 from qa.index.lexical import Postings
 from qa.settings import default_index_dir
 
-#: Version of the index folder layout; bump when the files change shape.
-INDEX_FORMAT = "qa-index/2"
+#: Version of the index folder layout; bump when the files change shape. 3: the per-article and per-source
+#: entries moved from the manifest into the catalog file.
+INDEX_FORMAT = "qa-index/3"
+#: Older layouts this version still reads and serves (their manifest holds the catalog inline); the next build
+#: rewrites them in this layout without embedding anything again.
+READABLE_FORMATS = ("qa-index/2",)
 #: Layouts this version recognises but cannot read: loading them says to rebuild with `qa build --full`.
 OLD_INDEX_FORMATS = ("qa-index/1",)
 
@@ -44,6 +51,7 @@ ID_PATTERN = "[0-9a-f]{12}"
 #: rebuild removes them); nothing else there is ever deleted.
 _OWN_FILE = re.compile(
     rf"^seg-{ID_PATTERN}$|^deleted-{ID_PATTERN}-{ID_PATTERN}\.npy$|^manifest\.json\..*\.tmp$"
+    rf"|^catalog-{ID_PATTERN}\.json$"
     rf"|^(articles|chunks|vectors|dense|bm25)-{ID_PATTERN}(\.jsonl|\.npy|\.faiss)?$"
 )
 #: The files of one segment, by what they hold.
@@ -113,6 +121,16 @@ def deletions_name(segment_id: str, build_id: str) -> str:
 def is_deletions_name(name: str, segment_id: str) -> bool:
     """Whether ``name`` is a deletion list of segment ``segment_id``."""
     return re.fullmatch(rf"deleted-{segment_id}-{ID_PATTERN}\.npy", name) is not None
+
+
+def catalog_name(build_id: str) -> str:
+    """The catalog file that build ``build_id`` writes."""
+    return f"catalog-{build_id}.json"
+
+
+def is_catalog_name(name: str) -> bool:
+    """Whether ``name`` is a catalog file's name."""
+    return re.fullmatch(rf"catalog-{ID_PATTERN}\.json", name) is not None
 
 
 def manifest_temp_name(build_id: str) -> str:

@@ -2,11 +2,16 @@
 
 The manifest lists the segments in order, each with its counts, the dense
 index's parameters (kind, nlist, nprobe, measured recall) and its deletion
-list; every live article with its segment and first row; every source file
-read, with its size, mtime_ns and sha256 (so a build skips unchanged files
-without reading them); and every data file's size and sha256. Parsing checks
-that it names only its own segments' files, inside the folder, each with a
-checksum; whether the files agree with it is qa/index/reader.py's job.
+list; the model, chunking and counts; the catalog file's name; and every data
+file's size and sha256 (the catalog's too). It stays small whatever the
+number of articles: every live article with its segment and rows, and every
+source file read, are in the catalog (qa/index/catalog.py), which only builds
+and listings parse. Parsing checks that it names only its own segments' files
+and its catalog, inside the folder, each with a checksum; whether the files
+agree with it is qa/index/reader.py's job.
+
+A manifest of the previous format (``qa-index/2``) holds the catalog's entries
+itself; it parses into a ``Manifest`` whose ``inline`` is that catalog.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ import json
 from dataclasses import dataclass, replace
 from typing import Any
 
+from qa.index.catalog import Catalog
 from qa.index.format import (
     INDEX_FORMAT,
     OLD_INDEX_FORMATS,
+    READABLE_FORMATS,
     WRITTEN_KINDS,
+    is_catalog_name,
     is_deletions_name,
     is_id,
     kinds_of,
@@ -71,54 +79,6 @@ class FileEntry:
             raise ValueError("file entry")
         mtime = raw.get("mtime_ns")
         return FileEntry(raw["bytes"], raw["sha256"], mtime if isinstance(mtime, int) else None)
-
-
-@dataclass(frozen=True)
-class SourceEntry:
-    """A source file a build read: what decides whether the next build reads it again, and what it gave.
-
-    ``seen_ns`` is when it was read (a file modified that close to it is hashed
-    even if size and mtime match); ``skipped`` the messages of its lines that
-    were skipped, repeated when the file is not read again.
-    """
-
-    size: int
-    mtime_ns: int
-    sha256: str
-    seen_ns: int
-    articles: tuple[str, ...]
-    skipped: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"bytes": self.size, "mtime_ns": self.mtime_ns, "sha256": self.sha256, "seen_ns": self.seen_ns,
-                "articles": list(self.articles), "skipped": list(self.skipped)}
-
-    @staticmethod
-    def from_json(raw: dict[str, Any]) -> SourceEntry:
-        return SourceEntry(int(raw["bytes"]), int(raw["mtime_ns"]), str(raw["sha256"]), int(raw.get("seen_ns", 0)),
-                           tuple(str(i) for i in raw.get("articles") or ()),
-                           tuple(str(m) for m in raw.get("skipped") or ()))
-
-
-@dataclass(frozen=True)
-class ArticleEntry:
-    """A live article: its segment and the ``chunks`` rows there starting at ``row``."""
-
-    id: str
-    sha256: str
-    source: str
-    chunks: int
-    segment: str
-    row: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "sha256": self.sha256, "source": self.source, "chunks": self.chunks,
-                "segment": self.segment, "row": self.row}
-
-    @staticmethod
-    def from_json(raw: dict[str, Any]) -> ArticleEntry:
-        return ArticleEntry(str(raw["id"]), str(raw["sha256"]), str(raw["source"]), int(raw["chunks"]),
-                            str(raw["segment"]), int(raw["row"]))
 
 
 @dataclass(frozen=True)
@@ -192,9 +152,10 @@ class SegmentEntry:
 class Manifest:
     """The parsed ``manifest.json``: one committed generation of the index.
 
-    ``sources`` is keyed by the path a build read (``bytes:<hex>`` for a name
-    that is not UTF-8), ``files`` by the path relative to the index folder;
-    ``counts`` holds articles, chunks (live), segments and deleted_chunks.
+    ``files`` is keyed by the path relative to the index folder; ``counts``
+    holds articles (live), chunks (live), segments and deleted_chunks.
+    ``catalog`` is the catalog file's name (one of ``files``); an index of the
+    previous format has none ("") and holds its catalog in ``inline``.
     """
 
     build_id: str
@@ -204,11 +165,16 @@ class Manifest:
     chunking: ChunkSettings
     tokenizer: str
     segments: tuple[SegmentEntry, ...]
-    articles: tuple[ArticleEntry, ...]
-    sources: dict[str, SourceEntry]
+    catalog: str
     files: dict[str, FileEntry]
     counts: dict[str, int]
     versions: dict[str, str]
+    inline: Catalog | None = None
+
+    @property
+    def format(self) -> str:
+        """The layout it was written in: ``INDEX_FORMAT``, or the older one whose catalog is inline."""
+        return INDEX_FORMAT if self.inline is None else READABLE_FORMATS[0]
 
     @property
     def dense_kind(self) -> str:
@@ -220,8 +186,10 @@ class Manifest:
         return counted + f" ({len(kinds)} segment{'s' * (len(kinds) != 1)})"
 
     def to_json(self) -> dict[str, Any]:
+        """The manifest as written (an older one as it was: the catalog's entries inline, no catalog file)."""
+        where = {"catalog": self.catalog} if self.inline is None else self.inline.to_json()
         return {
-            "format": INDEX_FORMAT,
+            "format": self.format,
             "build_id": self.build_id,
             "created": self.created,
             "model": {"name": self.model, "dim": self.dim, "normalized": True, "metric": "inner_product"},
@@ -229,15 +197,15 @@ class Manifest:
             "lexical": {"kind": "bm25", "variant": "lucene", "k1": K1, "b": B, "tokenizer": self.tokenizer},
             "segments": [s.to_json() for s in self.segments],
             "counts": dict(self.counts),
-            "articles": [a.to_json() for a in self.articles],
-            "sources": {key: s.to_json() for key, s in self.sources.items()},
+            **where,
             "files": {rel: f.to_json() for rel, f in self.files.items()},
             "versions": dict(self.versions),
         }
 
     @staticmethod
     def from_json(raw: dict[str, Any]) -> Manifest:
-        """Parse (raising KeyError, TypeError or ValueError naming what is wrong); the format is checked already."""
+        """Parse (raising KeyError, TypeError or ValueError naming what is wrong); the format is checked already
+        (``INDEX_FORMAT``, or an older one in ``READABLE_FORMATS`` whose catalog is inline)."""
         if not is_id(str(raw["build_id"])):
             raise ValueError("build_id")
         if not isinstance(raw["segments"], list) or not isinstance(raw["files"], dict):
@@ -254,9 +222,13 @@ class Manifest:
                 files[rel] = FileEntry.from_json(entry)
             except ValueError:
                 raise ValueError(f"files.{rel}") from None
-        _check_names(segments, files)
-        if not isinstance(raw["articles"], list) or not isinstance(raw.get("sources", {}), dict):
-            raise ValueError("articles")
+        if raw.get("format") == INDEX_FORMAT:
+            catalog, inline = raw["catalog"], None
+            if not isinstance(catalog, str) or not is_catalog_name(catalog) or catalog not in files:
+                raise ValueError("catalog")
+        else:
+            catalog, inline = "", Catalog.from_json(raw)
+        _check_names(segments, files, catalog)
         lexical = raw.get("lexical")
         chunking = raw["chunking"]
         return Manifest(
@@ -271,21 +243,22 @@ class Manifest:
             ),
             tokenizer=str(lexical.get("tokenizer", "")) if isinstance(lexical, dict) else "",
             segments=tuple(segments),
-            articles=tuple(ArticleEntry.from_json(a) for a in raw["articles"]),
-            sources={str(k): SourceEntry.from_json(s) for k, s in raw.get("sources", {}).items()},
+            catalog=catalog,
             files=files,
             counts={k: int(v) for k, v in raw["counts"].items()},
             versions=dict(raw.get("versions", {})),
+            inline=inline,
         )
 
 
-def _check_names(segments: list[SegmentEntry], files: dict[str, FileEntry]) -> None:
-    """Each segment's files have a checksum; every file named lies in a segment folder or is a deletion list."""
+def _check_names(segments: list[SegmentEntry], files: dict[str, FileEntry], catalog: str) -> None:
+    """Each segment's files have a checksum; every file named lies in a segment folder or is a deletion list or
+    the catalog."""
     for segment in segments:
         for rel in segment.files():
             if rel not in files:
                 raise ValueError(f"files lacks {rel}")
-    allowed = {s.folder for s in segments} | {s.deletions for s in segments if s.deletions}
+    allowed = {s.folder for s in segments} | {s.deletions for s in segments if s.deletions} | ({catalog} - {""})
     for rel in files:
         parts = rel.split("/")
         top = parts[0] if len(parts) == 2 else rel
@@ -307,7 +280,7 @@ def decode_manifest(text: str) -> Manifest:
     except ValueError as exc:
         raise ManifestUnreadable(type(exc).__name__) from None
     found = raw.get("format") if isinstance(raw, dict) else None
-    if found != INDEX_FORMAT:
+    if found != INDEX_FORMAT and found not in READABLE_FORMATS:
         raise ManifestOtherFormat(found)
     try:
         return Manifest.from_json(raw)

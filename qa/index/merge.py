@@ -17,7 +17,8 @@ import numpy as np
 
 from qa.index.dense import build_dense
 from qa.index.lexical import Postings
-from qa.index.manifest import ArticleEntry, SegmentEntry
+from qa.index.catalog import ArticleEntry
+from qa.index.manifest import SegmentEntry
 from qa.index.segment import read_segment
 from qa.index.writer import IndexWriter
 from qa.records import Article, Chunk

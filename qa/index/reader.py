@@ -1,5 +1,10 @@
 """Open a committed index: read its manifest, check every file against it, load it as an ``Index``.
 
+Opening parses the manifest (small) and the segments' tables, never the
+catalog (qa/index/catalog.py) unless the check is full: which articles are live
+comes from the tables (qa/index/live.py); what agrees with what is
+qa/index/agreement.py.
+
 Readers take no lock: they open the manifest first and only the files it
 names, so they see the old index or the new one, never a mix; one that loses
 the race with a commit (its files removed while it reads) starts again on the
@@ -18,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.index.agreement import catalog_agrees, live_rows, records_agree, tables_agree
+from qa.index.catalog import Catalog
 from qa.index.errors import IndexInvalid, IndexLoadError, IndexMissing
 from qa.index.format import INDEX_FORMAT, MANIFEST, SEGMENT_FILES, build_command
 from qa.index.lexical import Postings
@@ -29,19 +36,20 @@ from qa.index.manifest import (
     ManifestUnreadable,
     decode_manifest,
 )
-from qa.index.records import RecordDamaged, check_table, id_key, id_keys
+from qa.index.records import RecordDamaged
 from qa.index.searchable import Index
-from qa.index.segment import Segment, read_deletions, read_segment
+from qa.index.segment import read_deletions, read_segment
 from qa.records import sha256_file
 
 log = logging.getLogger(__name__)
 
 #: How often ``load_index`` starts again when a build commits while it reads.
 LOAD_ATTEMPTS = 5
-#: How an index is checked before it serves. ``full``: every file's sha256 and every record (what a
-#: build's own files get, and ``qa check``). ``lazy``: every file's size, the sha256 of all but the
-#: bulk files (``bulk_files``), and counts, shapes and spans; each record is checked against its
-#: digest when it is read, and the bulk files are hashed by a background thread after opening.
+#: How an index is checked before it serves. ``full``: every file's sha256, the catalog against the
+#: tables and every record (what a build's own files get, and ``qa check``). ``lazy``: every file's size,
+#: the sha256 of all but the bulk files (``bulk_files``, the catalog among them), and counts, shapes,
+#: tables and deletion lists; each record is checked against its digest when it is read, and a background
+#: thread hashes the bulk files and checks the catalog against the tables after opening.
 #: ``auto``: full up to ``FULL_CHECK_BYTES`` of bulk files, lazy above. ``quick``: lazy without the
 #: background pass, for tools that read an index they built themselves (benchmarks, training).
 CHECKS = ("auto", "full", "lazy", "quick")
@@ -115,38 +123,14 @@ def verify_files(folder: Path, manifest: Manifest, *, checksums: bool | str = Tr
         _check_file(folder, rel, entry, checksums)
 
 
-def live_rows(manifest: Manifest) -> dict[str, np.ndarray]:
-    """Per segment, which local rows the manifest's live articles hold (a boolean mask); ValueError if they overlap."""
-    masks = {s.id: np.zeros(s.chunks, dtype=bool) for s in manifest.segments}
-    number = {s.id: i for i, s in enumerate(manifest.segments)}
-    articles = manifest.articles
-    seg_of = np.fromiter((number[a.segment] for a in articles), dtype=np.int64, count=len(articles))  # KeyError
-    rows = np.fromiter((a.row for a in articles), dtype=np.int64, count=len(articles))
-    counts = np.fromiter((a.chunks for a in articles), dtype=np.int64, count=len(articles))
-    for i, seg in enumerate(manifest.segments):  # vectorised per segment: a loop over articles took 1 s at 10M chunks
-        mask = masks[seg.id]
-        mine = seg_of == i
-        r, c = rows[mine], counts[mine]
-        if len(r) and (r.min() < 0 or c.min() < 0 or (r + c).max() > len(mask)):
-            raise ValueError(f"segment {seg.id}: article rows out of range")
-        held = c > 0
-        order = np.argsort(r[held], kind="stable")
-        starts, lengths = r[held][order], c[held][order]
-        if len(starts) > 1 and bool((starts[1:] < (starts + lengths)[:-1]).any()):
-            raise ValueError(f"segment {seg.id}: articles overlap")
-        total = int(lengths.sum())
-        mask[np.repeat(starts, lengths) + (np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths))] = True
-    return masks
-
-
 def _disagree(folder: Path) -> IndexInvalid:
     return IndexInvalid(f"{folder}/ files do not agree with its manifest: run `{build_command(folder, full=True)}`")
 
 
-def verify_deletions(folder: Path, manifest: Manifest) -> None:
-    """Each segment's deletion list holds exactly the rows no live article holds (cheap: no records are read)."""
+def verify_deletions(folder: Path, manifest: Manifest, catalog: Catalog) -> None:
+    """Each segment's deletion list holds exactly the rows no catalog article holds (cheap: no records are read)."""
     try:
-        masks = live_rows(manifest)
+        masks = live_rows(manifest.segments, catalog.articles)
         for seg in manifest.segments:
             deleted = read_deletions(folder, seg)
             if not np.array_equal(np.flatnonzero(~masks[seg.id]), np.asarray(deleted, dtype=np.int64)):
@@ -184,8 +168,9 @@ def _current_build_id(folder: Path) -> str | None:
 
 
 def bulk_files(manifest: Manifest) -> list[str]:
-    """The large files, which a large index checks after it opens: vectors, FAISS, posting lists, tabled records."""
-    out = []
+    """The large files, which a large index checks after it opens: vectors, FAISS, posting lists, tabled records,
+    the catalog."""
+    out = [manifest.catalog] if manifest.catalog else []
     for seg in manifest.segments:
         names = [SEGMENT_FILES["vectors"], SEGMENT_FILES["dense"], *Postings.bulk_file_names()]
         if seg.has_tables:  # each record is checked against its table's digest when it is read
@@ -217,12 +202,22 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
         segments = [read_segment(folder, entry) for entry in manifest.segments]
     except Exception as exc:  # noqa: BLE001 - json, numpy and faiss each raise their own kinds
         raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `{build_command(folder, full=True)}`") from None
-    if not _agrees(manifest, segments):
+    live = tables_agree(manifest, segments)
+    if live is None:
         raise _disagree(folder)
-    index = Index(folder, manifest, segments)
+    if manifest.inline is not None and not catalog_agrees(manifest, manifest.inline, segments):
+        raise _disagree(folder)  # an older index: its catalog came with the manifest, so it is checked as before
+    try:  # opened now, read when a listing or a check asks for it (a newer build may have removed it by then)
+        catalog_fd = os.open(folder / manifest.catalog, os.O_RDONLY) if manifest.catalog else None
+    except OSError as exc:
+        raise IndexInvalid(f"{folder}/{manifest.catalog} cannot be read ({exc.strerror or exc}): "
+                           f"run `{build_command(folder, full=True)}`") from None
+    index = Index(folder, manifest, segments, live, catalog_fd)
     if mode == "full":
+        if not catalog_agrees(manifest, index.catalog(keep=False), segments):
+            raise _disagree(folder)
         try:
-            agree = _records_agree(segments)
+            agree = records_agree(segments)
         except RecordDamaged as exc:
             raise index.damaged_record(str(exc)) from None
         if not agree:
@@ -236,9 +231,10 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
 
 
 class BackgroundCheck(threading.Thread):
-    """Hashes a large index's bulk files after it opened, at the lowest CPU priority.
+    """Hashes a large index's bulk files after it opened, at the lowest CPU priority, then checks that its catalog
+    agrees with the segments' tables.
 
-    A file that does not match its checksum takes the index out of service: every
+    A file that does not match its checksum, or a catalog that does not agree, takes the index out of service: every
     later search raises its ``IndexInvalid`` (the one-line message names the file
     and the rebuild command) instead of serving from it. ``index.checked`` is set
     when the check ends. A check of an index that a newer build has replaced
@@ -266,6 +262,11 @@ class BackgroundCheck(threading.Thread):
                     log.info("index %s was replaced; its check stops", index.build_id)
                     return
                 _check_file(index.folder, rel, index.manifest.files[rel], True)
+            if self._replaced():
+                return
+            manifest = index.manifest
+            if not catalog_agrees(manifest, index.catalog(keep=False), index.segments):
+                raise _disagree(index.folder)
             log.info("index %s: %d large files checked in %.1f s", index.build_id, len(self.files),
                      time.perf_counter() - started)
         except IndexInvalid as exc:
@@ -276,87 +277,3 @@ class BackgroundCheck(threading.Thread):
             index.damage = exc
         finally:
             index.checked.set()
-
-
-def _agrees(manifest: Manifest, segments: list[Segment]) -> bool:
-    """Every count, shape and span matches the manifest, and the deletion lists match its live articles.
-
-    Reads no records: each article is found by its id's key in the articles'
-    table, and its chunks' table rows must point at it.
-    """
-    if len(manifest.articles) != manifest.counts.get("articles") or len(
-        {a.id for a in manifest.articles}
-    ) != len(manifest.articles):
-        return False
-    if sum(s.entry.live for s in segments) != manifest.counts.get("chunks"):
-        return False
-    try:
-        masks = live_rows(manifest)
-    except (ValueError, KeyError, TypeError):
-        return False
-    by_segment: dict[str, list] = {}
-    for a in manifest.articles:
-        by_segment.setdefault(a.segment, []).append(a)
-    found = 0
-    for seg in segments:
-        e = seg.entry
-        if (
-            len(seg.chunks) != e.chunks
-            or len(seg.articles) != e.articles
-            or seg.vectors.dtype != np.float32
-            or seg.vectors.shape != (e.chunks, manifest.dim)
-            or seg.dense.ntotal != e.chunks
-            or seg.dense.d != manifest.dim
-            or seg.postings.n_docs != e.chunks
-            or len(seg.deleted) != e.deleted
-            or not np.array_equal(np.flatnonzero(~masks[e.id]), np.asarray(seg.deleted, dtype=np.int64))
-        ):
-            return False
-        try:
-            check_table(np.asarray(seg.articles.table), e.articles, seg.articles.size)
-            check_table(np.asarray(seg.chunks.table), e.chunks, seg.chunks.size)
-        except ValueError:
-            return False
-        entries = by_segment.get(e.id, [])
-        if not _spans_agree(seg, entries):
-            return False
-        found += len(entries)
-    return found == len(manifest.articles)
-
-
-def _spans_agree(seg: Segment, entries: list) -> bool:
-    """The chunk rows each manifest article claims are exactly the rows whose table points at that article."""
-    sorted_keys, order = seg.keys_sorted()
-    wanted = id_keys([a.id for a in entries])
-    at = np.searchsorted(sorted_keys, wanted)
-    if len(entries) and (at.max() >= len(sorted_keys) or not np.array_equal(sorted_keys[at], wanted)):
-        return False
-    if len(np.unique(wanted)) != len(wanted):
-        return False
-    positions = seg.article_positions()
-    if len(positions) and (positions.min() < 0 or positions.max() >= len(sorted_keys)):
-        return False
-    position = order[at] if len(entries) else np.zeros(0, dtype=np.int64)
-    rows = np.fromiter((a.row for a in entries), dtype=np.int64, count=len(entries))
-    counts = np.fromiter((a.chunks for a in entries), dtype=np.int64, count=len(entries))
-    if not np.array_equal(np.bincount(positions, minlength=len(sorted_keys))[position], counts):
-        return False
-    total = int(counts.sum())
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    span_rows = np.repeat(rows, counts) + (np.arange(total) - first)
-    if total and (span_rows.min() < 0 or span_rows.max() >= len(positions)):
-        return False
-    return bool(np.array_equal(positions[span_rows], np.repeat(position, counts)))
-
-
-def _records_agree(segments: list[Segment]) -> bool:
-    """Every record decodes, matches its table and its article; a chunk's text is its article's slice (reads all)."""
-    for seg in segments:
-        articles = list(seg.articles)
-        if any(id_key(a.id) != seg.articles.aux(i) for i, a in enumerate(articles)):
-            return False
-        for row, chunk in enumerate(seg.chunks):
-            article = articles[seg.chunks.aux(row)]
-            if chunk.article_id != article.id or article.text[chunk.start : chunk.end] != chunk.text:
-                return False
-    return True

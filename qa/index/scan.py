@@ -1,6 +1,6 @@
 """What changed: which articles the index should hold, reading only the files that are new or changed.
 
-A source file whose size and mtime match the manifest's record is not read at
+A source file whose size and mtime match the catalog's record is not read at
 all (nor one whose bytes hash the same): its articles are already indexed.
 """
 
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.index.manifest import Manifest, SourceEntry
+from qa.index.catalog import Catalog, SourceEntry
 from qa.ingest.formats import LoadError
 from qa.ingest.load import load_file
 from qa.records import Article, sha256_file
@@ -39,7 +39,7 @@ class Wanted:
 
 @dataclass(frozen=True)
 class Scan:
-    """The articles wanted (in order), the source records for the next manifest, and what was skipped."""
+    """The articles wanted (in order), the source records for the next catalog, and what was skipped."""
 
     wanted: list[Wanted]
     sources: dict[str, SourceEntry]
@@ -47,8 +47,8 @@ class Scan:
     files_read: int
 
 
-def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Scan:
-    """What the index should hold, reading only files that are new or changed since the manifest's record.
+def scan(files: list[str], previous: Catalog | None, skipped: list[str]) -> Scan:
+    """What the index should hold, reading only files that are new or changed since the catalog's record.
 
     ``skipped`` are messages about paths already skipped while finding ``files``;
     the result adds those of files and lines skipped here, and of duplicates.
@@ -111,7 +111,7 @@ def scan(files: list[str], previous: Manifest | None, skipped: list[str]) -> Sca
 
 
 def _source_key(path: str) -> str:
-    """``path`` as a manifest key: itself, or its bytes in hex when the name is not valid UTF-8."""
+    """``path`` as a catalog key: itself, or its bytes in hex when the name is not valid UTF-8."""
     try:
         path.encode("utf-8")
         return path

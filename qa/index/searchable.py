@@ -2,7 +2,8 @@
 
 Nothing is read whole when an index is opened: chunks and articles are read
 from their segments when asked for (``index.chunks[row]``,
-``index.articles[id]``), vectors are read by row.
+``index.articles[id]``), vectors are read by row, the catalog when a listing
+asks for it (``index.catalog()``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from qa.index.dense import search_segments
 from qa.index.errors import IndexInvalid
 from qa.index.format import build_command
 from qa.index.lexical import Lexical
-from qa.index.manifest import ArticleEntry, Manifest
-from qa.index.records import RecordDamaged
+from qa.index.catalog import Catalog, read_catalog
+from qa.index.live import LiveArticles
+from qa.index.manifest import Manifest
+from qa.index.records import RecordDamaged, close_quietly
 from qa.index.segment import Segment
 from qa.records import Article, Chunk
 
@@ -110,33 +113,41 @@ class Chunks(Sequence[Chunk]):
 
 
 class Articles(Mapping[str, Article]):
-    """The live articles by id, in the manifest's order, each read from its segment when asked for."""
+    """The live articles by id, in segment order, each read from its segment when asked for.
 
-    def __init__(self, index: Index) -> None:
+    Which articles are live, and where, comes from the segments' tables
+    (``LiveArticles``); an id is confirmed by reading its record (checked against its digest).
+    """
+
+    def __init__(self, index: Index, live: LiveArticles) -> None:
         self._index = index
-        self._entries: dict[str, ArticleEntry] = {a.id: a for a in index.manifest.articles}
-        self._segments = {s.entry.id: s for s in index.segments}
+        self._live = live
+        self._segments = index.segments
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._live)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._entries)
-
-    def __contains__(self, article_id: object) -> bool:
-        return article_id in self._entries
-
-    def __getitem__(self, article_id: str) -> Article:
-        entry = self._entries[article_id]
-        seg = self._segments[entry.segment]
         self._index.raise_if_damaged()
         try:
-            position = seg.article_position(article_id)
-            if position is None:
-                raise self._index.damaged_record(f"seg-{entry.segment}/articles.jsonl (article {article_id} missing)")
-            return seg.articles[position]
+            for seg, positions in zip(self._segments, self._live.positions):
+                for position in positions.tolist():
+                    yield seg.articles[position].id
         except RecordDamaged as exc:
             raise self._index.damaged_record(str(exc)) from None
+
+    def __getitem__(self, article_id: str) -> Article:
+        place = self._live.place(article_id) if isinstance(article_id, str) else None
+        if place is None:
+            raise KeyError(article_id)
+        self._index.raise_if_damaged()
+        try:
+            article = self._segments[place[0]].articles[place[1]]
+        except RecordDamaged as exc:
+            raise self._index.damaged_record(str(exc)) from None
+        if article.id != article_id:  # another id with the same digest key
+            raise KeyError(article_id)
+        return article
 
 
 class RowVectors:
@@ -179,7 +190,8 @@ class Index:
     all use them. ``qa.index.reader.load_index`` makes one after checking the files.
     """
 
-    def __init__(self, folder: Path, manifest: Manifest, segments: list[Segment]) -> None:
+    def __init__(self, folder: Path, manifest: Manifest, segments: list[Segment], live: LiveArticles,
+                 catalog_fd: int | None = None) -> None:
         self.folder = folder
         self.manifest = manifest
         self.segments = segments
@@ -189,7 +201,10 @@ class Index:
         #: bulk files, or at once when the opener asked for no more checks (``check="quick"``).
         self.checked = threading.Event()
         rows = RowMap(segments)
-        self.articles: Mapping[str, Article] = Articles(self)
+        self.articles: Mapping[str, Article] = Articles(self, live)
+        self._catalog_fd = catalog_fd
+        self._catalog: Catalog | None = None
+        self._catalog_lock = threading.Lock()
         self.chunks: Sequence[Chunk] = Chunks(self, rows)
         self.vectors = RowVectors(segments, rows, manifest.dim)
         dense_parts, lexical_parts = [], []
@@ -205,6 +220,26 @@ class Index:
     def build_id(self) -> str:
         """The build that committed this generation."""
         return self.manifest.build_id
+
+    def __del__(self) -> None:
+        close_quietly(getattr(self, "_catalog_fd", None))
+
+    def catalog(self, *, keep: bool = True) -> Catalog:
+        """The catalog (each live article's source and rows, the source files read), read on first use and kept
+        (``keep=False``: read, not kept: a check's one look).
+
+        Only listings and checks need it; answering never does. It is read from
+        the file opened with the index, so a newer build that removed it does not
+        matter. ``IndexInvalid`` if it cannot be read or does not match the
+        manifest's checksum.
+        """
+        with self._catalog_lock:
+            if self._catalog is not None:
+                return self._catalog
+            catalog = read_catalog(self.folder, self.manifest, fd=self._catalog_fd)
+            if keep:
+                self._catalog = catalog
+            return catalog
 
     def raise_if_damaged(self) -> None:
         """Raise the ``IndexInvalid`` a check found, if one did: a damaged index is never served silently."""

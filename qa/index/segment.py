@@ -44,18 +44,6 @@ class Segment:
             self._by_key = (keys[order], order)
         return self._by_key
 
-    def article_position(self, article_id: str) -> int | None:
-        """Where the article ``article_id`` is among this segment's articles (None if it is not there)."""
-        keys, order = self.keys_sorted()
-        key = np.uint64(id_key(article_id))
-        at = int(np.searchsorted(keys, key))
-        while at < len(keys) and keys[at] == key:  # ids of another shape can share a digest: check each
-            position = int(order[at])
-            if self.articles[position].id == article_id:
-                return position
-            at += 1
-        return None
-
     def article_positions(self) -> np.ndarray:
         """For each local row, the position of its chunk's article among the segment's articles."""
         return np.asarray(self.chunks.table[:-1, AUX], dtype=np.int64)

@@ -1,7 +1,7 @@
 """Write an index folder: the writer lock, new segments and deletion lists, the atomic commit, clean-up.
 
-A build writes only new files (a segment, deletion lists), fsyncs them, then
-replaces ``manifest.json`` (temp file, fsync, ``os.replace``, fsync of the
+A build writes only new files (a segment, deletion lists, its catalog), fsyncs
+them, then replaces ``manifest.json`` (temp file, fsync, ``os.replace``, fsync of the
 folder); files no manifest names are removed after that. A reader opens the
 manifest first and only the files it names, so it sees the old index or the
 new one, never a mix. Builds take ``.lock`` (``flock``); a second build stops
@@ -18,6 +18,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
 import logging
 import os
 import shutil
@@ -35,6 +36,7 @@ from qa.index.format import (
     SEGMENT_FILES,
     WRITTEN_KINDS,
     build_command,
+    catalog_name,
     deletions_name,
     is_own_file,
     manifest_temp_name,
@@ -42,7 +44,8 @@ from qa.index.format import (
     segment_folder,
 )
 from qa.index.lexical import Postings, tokenizer_tag
-from qa.index.manifest import ArticleEntry, FileEntry, Manifest, SegmentEntry, SourceEntry, encode_manifest
+from qa.index.catalog import Catalog, encode_catalog
+from qa.index.manifest import FileEntry, Manifest, SegmentEntry, encode_manifest
 from qa.index.records import id_key, write_records
 from qa.records import Article, Chunk, sha256_file
 from qa.settings import ChunkSettings
@@ -192,16 +195,17 @@ class IndexWriter:
         dim: int,
         chunking: ChunkSettings,
         segments: Sequence[SegmentEntry],
-        articles: Sequence[ArticleEntry],
-        sources: dict[str, SourceEntry],
+        catalog: Catalog,
     ) -> Manifest:
-        """Replace the manifest with one naming ``segments``: the commit point. Then remove unreferenced files."""
+        """Write the catalog, then replace the manifest with one naming it and ``segments``: the commit point. Then
+        remove unreferenced files."""
         known = {**(previous.files if previous is not None else {}), **self._entries}
         files: dict[str, FileEntry] = {}
         for segment in segments:
             for rel, entry in known.items():
                 if rel.startswith(segment.folder + "/") or rel == segment.deletions:
                     files[rel] = entry
+        files[catalog_name(self.build_id)] = self._write_catalog(catalog)
         manifest = Manifest(
             build_id=self.build_id,
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -210,11 +214,10 @@ class IndexWriter:
             chunking=chunking,
             tokenizer=tokenizer_tag(),
             segments=tuple(segments),
-            articles=tuple(articles),
-            sources=dict(sources),
+            catalog=catalog_name(self.build_id),
             files=files,
             counts={
-                "articles": len(articles),
+                "articles": len(catalog.articles),
                 "chunks": sum(s.live for s in segments),
                 "segments": len(segments),
                 "deleted_chunks": sum(s.deleted for s in segments),
@@ -240,9 +243,20 @@ class IndexWriter:
         except OSError as exc:  # committed already; only durability across a power cut is in doubt
             log.warning("could not fsync %s after the commit: %s", self.folder, exc)
         log.info("committed index %s: %s, %s, %s", self.build_id, counted(len(segments), "segment"),
-                 counted(len(articles), "article"), counted(manifest.counts["chunks"], "chunk"))
+                 counted(len(catalog.articles), "article"), counted(manifest.counts["chunks"], "chunk"))
         remove_unreferenced(self.folder, manifest)
         return manifest
+
+    def _write_catalog(self, catalog: Catalog) -> FileEntry:
+        """Write and fsync this build's catalog file (before the manifest that names it); its file entry."""
+        path = self.folder / catalog_name(self.build_id)
+        self._new.append(path.name)
+        data = encode_catalog(catalog, self.build_id).encode("utf-8")
+        with path.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return FileEntry(len(data), hashlib.sha256(data).hexdigest(), path.stat().st_mtime_ns)
 
     def abort(self) -> None:
         """Remove what this build wrote (nothing names it); the old manifest still rules."""
@@ -266,6 +280,7 @@ def remove_unreferenced(folder: Path, manifest: Manifest) -> list[str]:
     Only names this package writes are removed; foreign files (``.gitignore``, notes) stay.
     """
     keep = {s.folder for s in manifest.segments} | {s.deletions for s in manifest.segments if s.deletions}
+    keep.add(manifest.catalog)
     removed = sorted(p.name for p in folder.iterdir() if p.name not in keep and is_own_file(p.name))
     _remove_paths(folder, removed)
     if removed:

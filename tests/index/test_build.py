@@ -15,6 +15,7 @@ from qa.answer.bot import Bot
 from qa.index.build import BuildError, build_index
 from qa.embed.hashing import HashEmbedder
 from qa.index.format import INDEX_FORMAT
+from qa.index.catalog import read_catalog
 from qa.index.reader import IndexInvalid, IndexMissing, load_index, read_manifest
 
 NEW_ARTICLE = """Ruritania Opens Its First Tidal Power Plant
@@ -36,8 +37,12 @@ def test_first_build_writes_a_manifest_that_names_everything(hash_index: Path, c
     assert raw["model"] == {"name": "hash-64", "dim": 64, "normalized": True, "metric": "inner_product"}
     assert raw["chunking"]["chunk_tokens"] == manifest.chunking.chunk_tokens
     assert raw["counts"]["articles"] == 2
-    assert {a["source"] for a in raw["articles"]} == {str(p) for p in corpus.iterdir()}
-    assert all(len(a["sha256"]) == 64 for a in raw["articles"])
+    # Per-article and per-source entries are in the catalog, which the manifest names with its checksum.
+    assert "articles" not in raw and "sources" not in raw and raw["catalog"] in raw["files"]
+    catalog = json.loads((hash_index / raw["catalog"]).read_text())
+    assert catalog["format"] == "qa-catalog/1" and catalog["build_id"] == raw["build_id"]
+    assert {a["source"] for a in catalog["articles"]} == {str(p) for p in corpus.iterdir()}
+    assert all(len(a["sha256"]) == 64 for a in catalog["articles"])
     assert {"faiss-cpu", "numpy", "bm25s"} <= set(raw["versions"])
     for rel, entry in raw["files"].items():
         assert (hash_index / rel).stat().st_size == entry["bytes"]
@@ -54,10 +59,10 @@ def test_first_build_writes_a_manifest_that_names_everything(hash_index: Path, c
     assert raw["lexical"] == {"kind": "bm25", "variant": "lucene", "k1": 1.5, "b": 0.75, "tokenizer": raw["lexical"]["tokenizer"]}
     # Each source file is recorded with what decides whether the next build reads it again.
     for path in corpus.iterdir():
-        entry = raw["sources"][str(path)]
+        entry = catalog["sources"][str(path)]
         assert (entry["bytes"], entry["mtime_ns"]) == (path.stat().st_size, path.stat().st_mtime_ns)
         assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-        assert [a["id"] for a in raw["articles"] if a["source"] == str(path)] == entry["articles"]
+        assert [a["id"] for a in catalog["articles"] if a["source"] == str(path)] == entry["articles"]
 
 
 def test_adding_one_article_embeds_only_its_chunks(hash_index: Path, corpus: Path, hash_embedder):
@@ -65,7 +70,7 @@ def test_adding_one_article_embeds_only_its_chunks(hash_index: Path, corpus: Pat
     (corpus / "new.txt").write_text(NEW_ARTICLE, encoding="utf-8")
     report = build_index([corpus], hash_index, embedder=hash_embedder)
     after = read_manifest(hash_index)
-    new_entry = next(a for a in after.articles if a.source.endswith("new.txt"))
+    new_entry = next(a for a in read_catalog(hash_index, after).articles if a.source.endswith("new.txt"))
     assert report.embedded == new_entry.chunks > 0
     assert report.reused == before.counts["chunks"]
     assert report.removed == 0
@@ -91,8 +96,9 @@ def test_unchanged_corpus_is_a_no_op(hash_index: Path, corpus: Path, hash_embedd
 def test_changed_and_removed_articles(hash_index: Path, corpus: Path, hash_embedder):
     before = read_manifest(hash_index)
     first, second = sorted(corpus.iterdir())
-    first_chunks = next(a.chunks for a in before.articles if a.source == str(first))
-    second_chunks = next(a.chunks for a in before.articles if a.source == str(second))
+    articles = read_catalog(hash_index, before).articles
+    first_chunks = next(a.chunks for a in articles if a.source == str(first))
+    second_chunks = next(a.chunks for a in articles if a.source == str(second))
     second.unlink()
     first.write_text(first.read_text(encoding="utf-8") + "\n\nA new closing paragraph was added today.", encoding="utf-8")
     report = build_index([corpus], hash_index, embedder=hash_embedder)

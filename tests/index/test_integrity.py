@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tokenize
@@ -117,6 +118,58 @@ def _vectors_of_other_width(folder: Path) -> None:
     _write_manifest(folder, raw)
 
 
+def _rewrite_catalog(change: Callable[[str], str]) -> Callable[[Path], None]:
+    """Change the catalog's text and fix the manifest's size and checksum for it: only checking the catalog
+    against the segments' tables can tell."""
+
+    def tamper(folder: Path) -> None:
+        raw = _manifest(folder)
+        path = folder / raw["catalog"]
+        path.write_text(change(path.read_text(encoding="utf-8")), encoding="utf-8")
+        raw["files"][raw["catalog"]] = {"bytes": path.stat().st_size,
+                                        "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+        _write_manifest(folder, raw)
+
+    return tamper
+
+
+def _edit_catalog(change: Callable[[dict], None]) -> Callable[[Path], None]:
+    """Change the catalog's JSON, checksum recomputed."""
+
+    def edit(text: str) -> str:
+        raw = json.loads(text)
+        change(raw)
+        return json.dumps(raw)
+
+    return _rewrite_catalog(edit)
+
+
+def _catalog_file(change: Callable[[Path], None]) -> Callable[[Path], None]:
+    def tamper(folder: Path) -> None:
+        change(folder / _manifest(folder)["catalog"])
+
+    return tamper
+
+
+def _half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _drop_article(raw: dict) -> None:
+    raw["articles"].pop()
+
+
+def _drop_article_and_count(folder: Path) -> None:
+    _edit_catalog(_drop_article)(folder)
+    _edit_manifest(lambda r: r["counts"].update(articles=r["counts"]["articles"] - 1))(folder)
+
+
 def _bump(key: str) -> Callable[[dict], None]:
     def change(raw: dict) -> None:
         raw["counts"][key] += 1
@@ -158,16 +211,31 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], type[IndexLoadError], str]] =
         IndexInvalid,
         "incomplete or altered",
     ),
-    "manifest: an article moved to another row": (
-        _edit_manifest(lambda r: r["articles"][0].update(row=r["articles"][0]["row"] + 1)),
+    "manifest: the catalog's entry removed": (
+        _edit_manifest(lambda r: r["files"].pop(r["catalog"])), IndexInvalid, "incomplete or altered"),
+    "manifest: the catalog named outside the folder": (
+        _edit_manifest(lambda r: r.update(catalog="../catalog-000000000000.json")), IndexInvalid,
+        "incomplete or altered"),
+    "catalog missing": (_catalog_file(lambda p: p.unlink()), IndexInvalid, "missing"),
+    "catalog torn (half written)": (_catalog_file(_half), IndexInvalid, "wrong size"),
+    "catalog: one byte changed": (_catalog_file(_flip), IndexInvalid, "checksum"),
+    "catalog: an article moved to another row, checksum recomputed": (
+        _edit_catalog(lambda r: r["articles"][0].update(row=r["articles"][0]["row"] + 1)),
         IndexInvalid,
         "do not agree",
     ),
-    "manifest: an article dropped (its rows not deleted)": (
-        _edit_manifest(lambda r: (r["articles"].pop(), r["counts"].update(articles=len(r["articles"])))),
+    "catalog: an article dropped (its rows not deleted), checksum recomputed": (
+        _edit_catalog(_drop_article), IndexInvalid, "do not agree"),
+    "catalog: an article dropped and the manifest's count too": (_drop_article_and_count, IndexInvalid, "do not agree"),
+    "catalog: an article's chunk count edited, checksum recomputed": (
+        _edit_catalog(lambda r: r["articles"][-1].update(chunks=r["articles"][-1]["chunks"] + 1)),
         IndexInvalid,
         "do not agree",
     ),
+    "catalog: not JSON, checksum recomputed": (
+        _rewrite_catalog(lambda text: text[: len(text) // 2]), IndexInvalid, "incomplete or altered"),
+    "catalog of another build, checksum recomputed": (
+        _edit_catalog(lambda r: r.update(build_id="0123456789ab")), IndexInvalid, "incomplete or altered"),
     "manifest: key missing": (_edit_manifest(lambda r: r.pop("chunking")), IndexInvalid, "incomplete"),
     "vectors truncated": (_truncate("vectors"), IndexInvalid, "wrong size"),
     "vectors: one byte changed": (_flip_last_byte("vectors"), IndexInvalid, "checksum"),
@@ -239,6 +307,43 @@ def test_a_large_index_is_opened_lazily_and_serves_the_same_answers(hash_index: 
     assert index.checked.wait(30) and index.damage is None
     lazy = Bot(index, hash_embedder).ask(QUESTION).to_json()
     assert {**lazy, "seconds": 0} == {**full, "seconds": 0} and full["quotes"]
+
+
+def test_opening_reads_no_catalog_unless_the_check_is_full(hash_index: Path, hash_embedder):
+    """A catalog of the right size but not JSON: a quick opening answers (it never parses it); a lazy one answers
+    until its background check takes the index out of service; a full one refuses it."""
+    path = hash_index / _manifest(hash_index)["catalog"]
+    path.write_bytes(b"x" * path.stat().st_size)
+    expected = Bot(load_index(hash_index, check="quick"), hash_embedder).ask(QUESTION)
+    assert expected.quotes
+    index = load_index(hash_index, check="lazy")
+    assert index.checked.wait(30)
+    with pytest.raises(IndexInvalid) as caught:
+        Bot(index, hash_embedder).ask(QUESTION)
+    _assert_clear(str(caught.value), "checksum")
+    with pytest.raises(IndexInvalid, match="checksum"):
+        load_index(hash_index, check="full")
+
+
+@pytest.mark.parametrize("check", ["full", "lazy", "quick"])
+@pytest.mark.parametrize("change", ["row", "dropped"])
+def test_an_index_of_the_previous_layout_is_checked_as_before(tmp_path: Path, check: str, change: str):
+    """Its catalog is inside its manifest, parsed anyway: checked against the tables when opening, in every mode."""
+    from tests.index.test_manifest import OLD_INDEX
+
+    folder = tmp_path / "index"
+    shutil.copytree(OLD_INDEX, folder)
+    load_index(folder, check=check)
+    raw = _manifest(folder)
+    if change == "row":
+        raw["articles"][0]["row"] += 1
+    else:
+        raw["articles"].pop()
+        raw["counts"]["articles"] -= 1
+    _write_manifest(folder, raw)
+    with pytest.raises(IndexInvalid) as caught:
+        load_index(folder, check=check)
+    _assert_clear(str(caught.value), "do not agree")
 
 
 def test_a_record_changed_under_a_running_index_is_refused_when_read(hash_index: Path, hash_embedder):

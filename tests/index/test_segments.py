@@ -31,6 +31,7 @@ from qa.embed.hashing import HashEmbedder
 from qa.index.manifest import SegmentEntry
 from qa.index.merge import plan_merges
 from qa.settings import MERGE_FACTOR
+from qa.index.catalog import read_catalog
 from qa.index.reader import IndexInvalid, load_index, read_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,18 +138,20 @@ def test_adds_changes_removals_and_merges_equal_a_full_build(tmp_path: Path, has
     assert build_index([articles], index_dir, embedder=hash_embedder, optimize=True).changed is False
 
 
-def test_removing_an_article_writes_a_deletion_list_and_the_manifest_only(tmp_path: Path, hash_embedder):
+def test_removing_an_article_writes_a_deletion_list_a_catalog_and_the_manifest_only(tmp_path: Path, hash_embedder):
     articles, _ = write_articles(tmp_path, 12)
     index_dir = tmp_path / "index"
     build_index([articles], index_dir, embedder=hash_embedder)
     before = {p.relative_to(index_dir).as_posix() for p in index_dir.rglob("*") if p.is_file()}
-    removed_chunks = next(a.chunks for a in read_manifest(index_dir).articles if a.source.endswith("a005.txt"))
+    old = read_manifest(index_dir)
+    removed_chunks = next(a.chunks for a in read_catalog(index_dir, old).articles if a.source.endswith("a005.txt"))
     (articles / "a005.txt").unlink()
     report = build_index([articles], index_dir, embedder=hash_embedder)
     after = {p.relative_to(index_dir).as_posix() for p in index_dir.rglob("*") if p.is_file()}
-    (segment,) = read_manifest(index_dir).segments
-    assert after - before == {segment.deletions}
-    assert before - after == set()
+    new = read_manifest(index_dir)
+    (segment,) = new.segments
+    assert after - before == {segment.deletions, new.catalog}
+    assert before - after == {old.catalog}
     assert (report.embedded, report.removed) == (0, removed_chunks)
     rows = np.load(index_dir / segment.deletions, allow_pickle=False)
     assert len(rows) == segment.deleted == removed_chunks
@@ -280,12 +283,38 @@ def test_an_old_index_folder_says_to_rebuild_and_a_build_replaces_it(tmp_path: P
     assert proc.stderr.strip().splitlines() == [f"qa: error: {message}"]
     report = build_index([corpus], index_dir, embedder=hash_embedder, full=True)
     assert report.changed and report.embedded == report.chunks
+    manifest = read_manifest(index_dir)
     assert sorted(p.name for p in index_dir.iterdir()) == sorted(
-        [".lock", "manifest.json", *(s.folder for s in read_manifest(index_dir).segments)]
+        [".lock", "manifest.json", manifest.catalog, *(s.folder for s in manifest.segments)]
     ), "the old layout's files are gone"
 
 
-def test_deletion_lists_are_checked(tmp_path: Path, hash_embedder):
+def test_an_article_removed_and_added_again_is_served_from_its_newer_segment(tmp_path: Path, hash_embedder):
+    """Its id is then in two segments: deleted in the older, live in the newer; the tables alone say which."""
+    articles, paths = write_articles(tmp_path, 12)
+    index_dir = tmp_path / "index"
+    build_index([articles], index_dir, embedder=hash_embedder)
+    text = paths[5].read_text(encoding="utf-8")
+    paths[5].unlink()
+    build_index([articles], index_dir, embedder=hash_embedder)
+    paths[5].write_text(text, encoding="utf-8")
+    os.utime(paths[5], (OLD, OLD + 5))
+    build_index([articles], index_dir, embedder=hash_embedder)
+    manifest = read_manifest(index_dir)
+    old, new = manifest.segments
+    (entry,) = [a for a in read_catalog(index_dir, manifest).articles if a.source == str(paths[5])]
+    assert entry.segment == new.id and old.deleted == entry.chunks
+    for check in ("full", "lazy", "quick"):
+        index = load_index(index_dir, check=check)
+        assert index.checked.wait(30) and index.damage is None
+        assert entry.id in (a.id for a in index.segments[0].articles), "the older segment still holds it"
+        assert len(index.articles) == 12 and entry.id in index.articles and index.articles[entry.id].text
+        assert sorted(index.articles) == sorted(a.id for a in read_catalog(index_dir, manifest).articles)
+        assert [c.article_id for c in index.chunks].count(entry.id) == entry.chunks
+
+
+@pytest.mark.parametrize("check", ["full", "lazy"])
+def test_deletion_lists_are_checked(tmp_path: Path, hash_embedder, check: str):
     articles, _ = write_articles(tmp_path, 10)
     index_dir = tmp_path / "index"
     build_index([articles], index_dir, embedder=hash_embedder)
@@ -301,7 +330,9 @@ def test_deletion_lists_are_checked(tmp_path: Path, hash_embedder):
                           "sha256": hashlib.sha256((index_dir / name).read_bytes()).hexdigest()}
     (index_dir / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(IndexInvalid, match="do not agree"):
-        load_index(index_dir)
+        index = load_index(index_dir, check=check)
+        index.checked.wait(30)  # lazily: the tables may agree (whole articles swapped); the catalog does not
+        index.raise_if_damaged()
     # A build does not reuse it either: it sees the file changed, finds the index broken and rebuilds.
     report = build_index([articles], index_dir, embedder=hash_embedder)
     assert report.changed and report.reused == 0
