@@ -78,6 +78,8 @@ def finetune(args: argparse.Namespace) -> dict:
             if args.replay and (n + 1) % args.replay == 0:
                 order.append(("general", rng.randrange(len(general))))
     batches = [order[i:i + args.batch] for i in range(0, len(order), args.batch)]
+    if args.max_steps:
+        batches = batches[:args.max_steps]
     tok = AutoTokenizer.from_pretrained(args.base)
     model = AutoModelForSequenceClassification.from_pretrained(args.base, num_labels=1)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
@@ -110,13 +112,14 @@ def finetune(args: argparse.Namespace) -> dict:
             "epochs": args.epochs, "train_seconds": round(time.time() - started, 1)}
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command's options (``training.reader.train --news`` runs this stage with their defaults)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shared", default="/work/shared")
-    p.add_argument("--base", default="/tmp/reader-train-full/model", help="the trained reader to start from")
+    p.add_argument("--base", default="/tmp/reader-train/model", help="the first stage's model folder (training.reader.train --out)")
     p.add_argument("--work", default="/tmp/rtqa-news", help="cache of the news groups and week indexes")
     p.add_argument("--out", default="/tmp/reader-news")
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--replay", type=int, default=3, help="one general group per this many news groups; 0: none")
     p.add_argument("--lr", type=float, default=2e-5)
@@ -127,7 +130,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--no-measure", action="store_true")
-    args = p.parse_args()
+    p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -232,6 +232,8 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--ckpt-minutes", type=float, default=20.0)
     p.add_argument("--no-news-articles", action="store_true", help="news negatives from the evidence only")
+    p.add_argument("--news", action="store_true",
+                   help="then the news stage (training.reader.finetune with its defaults, about 35 more minutes)")
     args = p.parse_args()
     t0 = time.time()
     out = Path(args.out)
@@ -244,13 +246,26 @@ def main() -> None:
     torch.set_num_threads(2)
     summary = train(args, t0)
     print("[train]", json.dumps(summary), flush=True)
+    extra, loss = {}, None
+    if args.news:
+        from training.reader import finetune
+
+        stage = finetune.parser().parse_args(["--shared", str(args.shared), "--base", str(out / "model"),
+                                              "--out", str(out), "--seed", str(args.seed),
+                                              "--max-steps", str(args.max_steps)])
+        for name in ("qa", "faiss"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        extra = {"news_finetune": finetune.finetune(stage)}
+        loss = finetune.LOSS
+        print("[news]", json.dumps(extra["news_finetune"]), flush=True)
 
     from training.reader import evaluate, export
     onnx_path, fp32_path = export.export(out / "model", out)
     results = evaluate.evaluate_all(Path(args.shared), onnx_path, fp32_path, limit=args.eval_limit)
     (out / "eval.json").write_text(json.dumps(results, indent=1))
     export.write_sidecar(out, onnx_path, summary, results, seed=args.seed, max_length=MAX_LENGTH,
-                         seconds=round(summary["prior_run_seconds"] + time.time() - t0, 1))
+                         seconds=round(summary["prior_run_seconds"] + time.time() - t0, 1),
+                         loss=loss or export.LOSS, extra=extra)
     print("[eval]", json.dumps(results, indent=1))
     print(f"[done] total {(time.time() - t0) / 60:.1f} min; outputs in {out}", flush=True)
 
