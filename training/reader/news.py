@@ -10,8 +10,9 @@ one whose quote (grown to 400 characters) holds one while the sentence does not 
 the rest are hard negatives, ordered by retrieval rank. A question asked of another week's index that holds
 none of its gold strings becomes an unanswerable group (its target is "no answer").
 
-Weeks in ``--hold-out`` (default: every 16th week, the ones ``training.reader.calibrate`` and the ranker's
-quick runs read) are left out, so the blend can be chosen on them. The groups are cached as JSON lines.
+The calibration weeks (every 16th, the ones ``training.reader.calibrate --stride 16`` reads:
+``held_out_weeks``) are left out, so the blend can be chosen on weeks this stage never read. The groups are cached
+per week as JSON lines under ``--work``.
 """
 
 from __future__ import annotations
