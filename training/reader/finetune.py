@@ -61,7 +61,7 @@ def finetune(args: argparse.Namespace) -> dict:
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     data = Path(args.shared) / "rtqa-2024-2026"
-    news = N.build_groups(data, Path(args.work), N.held_out_weeks(read_questions(data)))
+    news = N.build_groups(data, Path(args.work), N.held_out_weeks(read_questions(data), args.hold_out_stride))
     answerable = [g for g in news if g.answerable]
     unanswerable = [g for g in news if not g.answerable]
     random.Random(args.seed).shuffle(unanswerable)
@@ -131,6 +131,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--no-measure", action="store_true")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
+    p.add_argument("--hold-out-stride", type=int, default=16,
+                   help="leave out every N-th week, the weeks calibrate --stride N chooses the blend on")
     return p
 
 

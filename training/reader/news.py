@@ -127,9 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/rtqa-2024-2026"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/rtqa-news"))
+    parser.add_argument("--hold-out-stride", type=int, default=16, help="leave out every N-th week (calibration)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    groups = build_groups(args.data, args.work, held_out_weeks(read_questions(args.data)))
+    groups = build_groups(args.data, args.work, held_out_weeks(read_questions(args.data), args.hold_out_stride))
     answerable = sum(g.answerable for g in groups)
     print(json.dumps({"groups": len(groups), "answerable": answerable, "unanswerable": len(groups) - answerable,
                       "positives": sum(len(g.positives) for g in groups)}))
