@@ -77,7 +77,8 @@ def abstention_scores(scorer: Scorer, X: np.ndarray, scores: np.ndarray) -> np.n
 
 
 class HandScorer:
-    """The hand-weighted score (``QA_RANKER=hand``; the reader adds to it): cosine + 0.75 coverage + 0.15/(1+rank) + 0.05 typed.
+    """The hand-weighted score: cosine + 0.75 coverage + 0.15/(1+rank) + 0.05 typed (``QA_RANKER=hand``; the reader adds
+    to it).
 
     For the bundled model it refuses below 0.67 (chosen on the bundled questions in earlier versions) and
     hides a quote scoring more than 0.2 below the best (chosen on RealTime QA 2024-2026 out-of-fold scores,
