@@ -58,6 +58,12 @@ def tables_agree(manifest: Manifest, segments: Sequence[Segment]) -> LiveArticle
     return live if len(live) == manifest.counts.get("articles") else None
 
 
+def span_rows(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Every row of the spans ``[starts[i], starts[i] + lengths[i])``, span after span (no loop over spans)."""
+    total = int(lengths.sum())
+    return np.repeat(starts, lengths) + (np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths))
+
+
 def live_rows(segments: Sequence[SegmentEntry], articles: Sequence[ArticleEntry]) -> dict[str, np.ndarray]:
     """Per segment, which local rows ``articles`` hold (a boolean mask); ValueError if they overlap or fall out."""
     masks = {s.id: np.zeros(s.chunks, dtype=bool) for s in segments}
@@ -76,8 +82,7 @@ def live_rows(segments: Sequence[SegmentEntry], articles: Sequence[ArticleEntry]
         starts, lengths = r[held][order], c[held][order]
         if len(starts) > 1 and bool((starts[1:] < (starts + lengths)[:-1]).any()):
             raise ValueError(f"segment {seg.id}: articles overlap")
-        total = int(lengths.sum())
-        mask[np.repeat(starts, lengths) + (np.arange(total) - np.repeat(np.cumsum(lengths) - lengths, lengths))] = True
+        mask[span_rows(starts, lengths)] = True
     return masks
 
 
@@ -122,12 +127,10 @@ def _spans_agree(seg: Segment, entries: list[ArticleEntry]) -> bool:
     counts = np.fromiter((a.chunks for a in entries), dtype=np.int64, count=len(entries))
     if not np.array_equal(np.bincount(positions, minlength=len(sorted_keys))[position], counts):
         return False
-    total = int(counts.sum())
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    span_rows = np.repeat(rows, counts) + (np.arange(total) - first)
-    if total and (span_rows.min() < 0 or span_rows.max() >= len(positions)):
+    claimed = span_rows(rows, counts)
+    if len(claimed) and (claimed.min() < 0 or claimed.max() >= len(positions)):
         return False
-    return bool(np.array_equal(positions[span_rows], np.repeat(position, counts)))
+    return bool(np.array_equal(positions[claimed], np.repeat(position, counts)))
 
 
 def records_agree(segments: Sequence[Segment]) -> bool:
