@@ -40,7 +40,7 @@ TOKENIZER_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 REBUILD_HINT = "rebuild it with: python -m training.reader.train --shared <folder holding qa-train and rtqa-2024-2026>"
 #: Pairs per forward pass; sorted by length first so a batch pads little.
 BATCH = 16
-#: The question is read up to this many characters, as in training (``training.reader.train.encode``).
+#: The question is read up to this many characters (training and its measures read it the same way).
 QUESTION_CHARS = 256
 
 

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from qa.answer.reader import QUESTION_CHARS
 from benchmarks.sentence_select import Question, metrics, read_questions
 from training.reader import data as D
 
@@ -80,8 +81,8 @@ class OnnxReader:
         out = np.zeros(len(pairs), dtype=np.float32)
         for k in range(0, len(order), batch):
             idx = order[k:k + batch]
-            enc = self.tok([pairs[i][0][:256] for i in idx], [pairs[i][1] for i in idx], truncation="only_second",
-                           max_length=MAX_LENGTH, padding=True, return_tensors="np")
+            enc = self.tok([pairs[i][0][:QUESTION_CHARS] for i in idx], [pairs[i][1] for i in idx],
+                           truncation="only_second", max_length=MAX_LENGTH, padding=True, return_tensors="np")
             feed = {n: enc[n].astype(np.int64) for n in self.inputs}
             out[idx] = self.sess.run(None, feed)[0].reshape(-1)
         return out

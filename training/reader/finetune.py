@@ -26,7 +26,7 @@ from benchmarks.harness import read_questions
 from training.reader import data as D
 from training.reader import export
 from training.reader import news as N
-from training.reader.train import MAX_LENGTH, candidates, lr_factor
+from training.reader.train import MAX_LENGTH, candidates, encode, lr_factor
 
 log = logging.getLogger("training.reader.finetune")
 LOSS = (export.LOSS + "; then fine-tuned on news: minus the log of the softmax mass on every candidate holding a "
@@ -89,9 +89,7 @@ def finetune(args: argparse.Namespace) -> dict:
         for g in opt.param_groups:
             g["lr"] = args.lr * lr_factor(step, len(batches))
         items = [(news_items if kind == "news" else general)[i] for kind, i in batch]
-        qs = [q[:256] for q, cands, _ in items for _ in cands]
-        ss = [s for _, cands, _ in items for s in cands]
-        enc = tok(qs, ss, truncation="only_second", max_length=MAX_LENGTH, padding=True, return_tensors="pt")
+        enc = encode(tok, [(cands, bool(pos)) for _, cands, pos in items], [q for q, _, _ in items])
         scores = model(**enc).logits.squeeze(-1)
         loss = group_loss(scores, [len(c) for _, c, _ in items], [p for _, _, p in items])
         loss.backward()

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from qa.answer.reader import QUESTION_CHARS
 from training.reader import data as D
 
 log = logging.getLogger("training.reader.train")
@@ -63,7 +64,7 @@ def batch_stream(groups: list[D.Group], batch: int, epochs: int, seed: int, chun
 
 def encode(tok, items: list[tuple[list[str], bool]], question: list[str]) -> dict[str, torch.Tensor]:
     """Tokenise every (question, candidate) pair of a batch, truncating the sentence only."""
-    qs = [q[:256] for q, (cands, _) in zip(question, items) for _ in cands]
+    qs = [q[:QUESTION_CHARS] for q, (cands, _) in zip(question, items) for _ in cands]
     ss = [s for cands, _ in items for s in cands]
     return tok(qs, ss, truncation="only_second", max_length=MAX_LENGTH, padding=True, return_tensors="pt")
 
