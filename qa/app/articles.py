@@ -21,12 +21,9 @@ def article_table(library: Library, query: str = "", limit: int = MAX_TABLE_ROWS
     ``query`` keeps the rows whose title or source contains it (any case); at most ``limit`` rows are
     shown, with a line saying how many more there are. On a narrow screen each row becomes a small card.
     """
-    rows = library.articles()
-    needle = collapse_whitespace(query or "").lower()
-    if needle:
-        rows = [r for r in rows if needle in r.title.lower() or needle in r.source.lower()]
+    rows, total = library.article_rows(query, limit)
     if not rows:
-        empty = "No article matches the filter." if needle else "No articles indexed yet."
+        empty = "No article matches the filter." if collapse_whitespace(query or "") else "No articles indexed yet."
         return f'<div class="qa-table-empty">{empty}</div>'
     body = "".join(
         "<tr>"
@@ -35,11 +32,11 @@ def article_table(library: Library, query: str = "", limit: int = MAX_TABLE_ROWS
         f'<td class="qa-col-date">{html.escape(r.published or "-")}</td>'
         f'<td class="qa-col-passages" data-unit="{"passage" if r.chunks == 1 else "passages"}">{r.chunks}</td>'
         "</tr>"
-        for r in rows[:limit]
+        for r in rows
     )
     more = (
-        f'<div class="qa-table-more">Showing {limit:,} of {len(rows):,}; type in the filter to find the others.</div>'
-        if len(rows) > limit
+        f'<div class="qa-table-more">Showing {len(rows):,} of {total:,}; type in the filter to find the others.</div>'
+        if total > len(rows)
         else ""
     )
     return (

@@ -10,11 +10,12 @@ This module only ties the parts together: ``qa.app.folder`` changes the files,
 ``qa.app.rebuilder`` runs the builds, ``qa.answer.bot`` answers. When a new index is
 committed the bot switches to it (``Bot.refresh``); a failed rebuild leaves the
 old index serving. The page reads the index through ``summary``, ``article`` and
-``articles``; wording for people is the UI's job (``qa.app.ui`` and its parts).
+``article_rows``; wording for people is the UI's job (``qa.app.ui`` and its parts).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -28,7 +29,7 @@ from qa.errors import QAError
 from qa.app.folder import MAX_UPLOAD_BYTES, ArticlesFolder
 from qa.app.rebuilder import Progress, Rebuilder, RebuildStatus
 from qa.records import Answer, Article, BuildReport
-from qa.text import counted
+from qa.text import collapse_whitespace, counted
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,11 @@ class IndexSummary:
     model: str
 
 
+def _row(article: Article, chunks: int) -> ArticleRow:
+    """The Articles tab's row of an article that has ``chunks`` chunks."""
+    return ArticleRow(article.title, article.source, article.published, chunks, article.id)
+
+
 class Library:
     """The articles folder, its index and the bot answering from it, for one web app."""
 
@@ -79,6 +85,8 @@ class Library:
         self._embedder_lock = threading.Lock()
         self._bot = None
         self._warm_up = False
+        self._titles_lock = threading.Lock()
+        self._kept_titles: tuple[Any, list[str], list[int], list[str]] | None = None  # (index, ids, chunks, keys)
         self._rebuilder = Rebuilder(self._build)
 
     @property
@@ -158,17 +166,44 @@ class Library:
         return f"{self.status().generation}:{bot.index.build_id if bot is not None else ''}"
 
     def articles(self) -> list[ArticleRow]:
-        """The articles of the current index, in the order of its catalog (read once per index)."""
+        """Every article of the current index, in segment order (each record read: slow on an archive)."""
         bot = self._bot
         if bot is None:
             return []
+        return [_row(article, chunks) for article, chunks in bot.index.articles.with_chunks()]
+
+    def article_rows(self, query: str = "", limit: int = 300) -> tuple[list[ArticleRow], int]:
+        """At most ``limit`` articles whose title or source holds ``query`` (any case), and how many do in all.
+
+        Without a query only the first ``limit`` articles' records are read, so the Articles tab of an archive
+        of half a million articles opens at once. The first query reads every article's title (about 0.1 ms an
+        article) and keeps them, lowered, for the index being served; later ones search what it kept and read
+        only the records of the rows they show.
+        """
+        bot = self._bot
+        if bot is None:
+            return [], 0
         index = bot.index
-        rows = []
-        for entry in index.catalog().articles:
-            article = index.articles.get(entry.id)
-            if article is not None:
-                rows.append(ArticleRow(article.title, article.source, article.published, entry.chunks, article.id))
-        return rows
+        needle = collapse_whitespace(query or "").lower()
+        if not needle:
+            listing = itertools.islice(index.articles.with_chunks(), limit)
+            return [_row(article, chunks) for article, chunks in listing], len(index.articles)
+        ids, chunks, keys = self._titles(index)
+        found = [i for i, key in enumerate(keys) if needle in key]
+        rows = [_row(article, chunks[i]) for i in found[:limit] if (article := index.articles.get(ids[i])) is not None]
+        return rows, len(found)
+
+    def _titles(self, index: Any) -> tuple[list[str], list[int], list[str]]:
+        """Ids, chunk counts and lowered "title, newline, source" of ``index``'s live articles, made once per index."""
+        with self._titles_lock:  # one reader of every record at a time; the others wait for what it keeps
+            if self._kept_titles is None or self._kept_titles[0] is not index:
+                ids, chunks, keys = [], [], []
+                for article, count in index.articles.with_chunks():
+                    ids.append(article.id)
+                    chunks.append(count)
+                    keys.append(f"{collapse_whitespace(article.title)}\n{collapse_whitespace(article.source)}".lower())
+                self._kept_titles = (index, ids, chunks, keys)
+            return self._kept_titles[1], self._kept_titles[2], self._kept_titles[3]
 
     def summary(self) -> IndexSummary | None:
         """How many articles and chunks the served index holds and its model; None while there is no index."""

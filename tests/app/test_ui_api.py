@@ -518,3 +518,20 @@ def test_questions_keep_working_during_a_rebuild(server, client):
     assert library.bot.index.build_id != before
     data = client.predict("What was the Quillon ferry rebuilt from?", [], 3, api_name="/ask")
     assert any("oak planks" in q["text"] for q in data["quotes"])
+
+
+def test_the_article_table_follows_the_served_index_after_a_rebuild(library):
+    """Rows are kept per served index: a filter run before a rebuild does not hide what the rebuild added."""
+    from qa.app.articles import article_table
+
+    assert "No article matches" in article_table(library, "harbour")
+    before, total = library.article_rows("", limit=1)
+    assert len(before) == 1 and total == 2
+    library.folder.save_text("Harbour notes", "The harbour of Elsmere froze over in the winter of 1890.")
+    library.rebuild()
+    library.wait(60)
+    found = article_table(library, "HARBOUR")
+    assert found.count("<tr>") == 2 and "Harbour notes" in found
+    rows, total = library.article_rows("", limit=2)
+    assert len(rows) == 2 and total == 3 and "Showing 2 of 3" in article_table(library, "", limit=2)
+    assert [r.title for r in library.articles()].count("Harbour notes") == 1

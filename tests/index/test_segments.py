@@ -70,6 +70,10 @@ def assert_same_as_full(index_dir: Path, articles: Path, embedder, tmp_path: Pat
     build_index([articles], fresh_dir, embedder=embedder, full=True)
     seg, fresh = load_index(index_dir), load_index(fresh_dir)
     assert set(seg.articles) == set(fresh.articles)
+    # the listing the Articles tab reads (no catalog) agrees with the catalog, whatever was deleted and merged
+    listed = [(article.id, chunks) for article, chunks in seg.articles.with_chunks()]
+    assert sorted(listed) == sorted((e.id, e.chunks) for e in seg.catalog().articles)
+    assert [article_id for article_id, _ in listed] == list(seg.articles)
     ids_a, ids_b = [c.id for c in seg.chunks], [c.id for c in fresh.chunks]
     assert sorted(ids_a) == sorted(ids_b) and len(set(ids_a)) == len(ids_a)
     assert seg.lexical.n_docs == fresh.lexical.n_docs and seg.lexical.avg_length == fresh.lexical.avg_length
