@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import read_questions
+from benchmarks.harness import WEEK_STRIDE, read_questions
 from training.reader import data as D
 from training.reader import export
 from training.reader import news as N
@@ -107,7 +107,8 @@ def finetune(args: argparse.Namespace) -> dict:
     answerable = sum(g.answerable for g in news)
     return {"news_groups": len(news), "news_answerable": answerable, "news_unanswerable": len(news) - answerable,
             "general_replayed": sum(kind == "general" for kind, _ in order), "steps": len(batches),
-            "epochs": args.epochs, "train_seconds": round(time.time() - started, 1)}
+            "epochs": args.epochs, "hold_out_stride": args.hold_out_stride,
+            "train_seconds": round(time.time() - started, 1)}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -129,8 +130,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--no-measure", action="store_true")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
-    p.add_argument("--hold-out-stride", type=int, default=16,
-                   help="leave out every N-th week, the weeks calibrate --stride N chooses the blend on")
+    p.add_argument("--hold-out-stride", type=int, default=WEEK_STRIDE,
+                   help=f"leave out every N-th week, the weeks calibrate --stride N chooses the blend on (default {WEEK_STRIDE})")
     return p
 
 

@@ -10,7 +10,7 @@ one whose quote (grown to 400 characters) holds one while the sentence does not 
 the rest are hard negatives, ordered by retrieval rank. A question asked of another week's index that holds
 none of its gold strings becomes an unanswerable group (its target is "no answer").
 
-The calibration weeks (every 16th, the ones ``training.reader.calibrate --stride 16`` reads:
+The calibration weeks (every 4th by default, the 33 weeks ``training.reader.calibrate`` reads:
 ``held_out_weeks``) are left out, so the blend can be chosen on weeks this stage never read. The groups are cached
 per week as JSON lines under ``--work``.
 """
@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.harness import chosen_weeks, has_gold, other_week, question_runs, read_questions, week_of
+from benchmarks.harness import WEEK_STRIDE, chosen_weeks, has_gold, other_week, question_runs, read_questions, week_of
 from qa.answer.candidates import candidates
 from qa.answer.quotes import grown_span
 
@@ -58,7 +58,7 @@ class NewsGroup:
                          raw["week"])
 
 
-def held_out_weeks(questions: list[dict], stride: int = 16) -> set[str]:
+def held_out_weeks(questions: list[dict], stride: int = WEEK_STRIDE) -> set[str]:
     """The weeks the blend is chosen on (never trained on here): every ``stride``-th quiz week."""
     return set(chosen_weeks(questions, stride=stride))
 
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("/work/shared/rtqa-2024-2026"))
     parser.add_argument("--work", type=Path, default=Path("/tmp/rtqa-news"))
-    parser.add_argument("--hold-out-stride", type=int, default=16, help="leave out every N-th week (calibration)")
+    parser.add_argument("--hold-out-stride", type=int, default=WEEK_STRIDE,
+                        help=f"leave out every N-th week, calibrate's (default {WEEK_STRIDE})")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     groups = build_groups(args.data, args.work, held_out_weeks(read_questions(args.data), args.hold_out_stride))
