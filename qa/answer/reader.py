@@ -171,8 +171,9 @@ class ReaderScorer:
     The reader reads the sentence against the question; the hand-weighted score brings what it cannot see
     (retrieval rank, the sentence's neighbours, IDF). The blend weight was chosen on training weeks of
     RealTime QA 2024-2026 (docs/reader.md). The reader only reorders: whether to answer at all is decided on
-    the hand-weighted score with its own thresholds (``abstention_scores``, ``calibration``); the card's
-    ``calibrations``, chosen for the blend on quiz weeks, are kept as measured, not used.
+    the hand-weighted score with its own threshold (``abstention_scores``, ``calibration``). Which of the
+    ranked quotes are shown is decided on the blend's own scale: the card's gap (``show_within``), chosen on
+    the same weeks, since the hand score's gap, read on the blend, hides the second quote too often.
     """
 
     name = "reader"
@@ -203,8 +204,13 @@ class ReaderScorer:
         return self._hand.score(X)
 
     def calibration(self, model: str) -> Calibration:
-        """The hand-weighted score's thresholds for ``model`` (abstention is decided on the hand score)."""
-        return self._hand.calibration(model)
+        """The hand-weighted score's abstention threshold for ``model``, and the card's gap on the blend's scale.
+
+        A model the card has no gap for keeps the hand score's gap.
+        """
+        hand = self._hand.calibration(model)
+        own = self.reader.card.calibrations.get(model)
+        return Calibration(hand.abstain_below, own.show_within if own is not None else hand.show_within)
 
 
 _shared: dict[Path, Reader] = {}

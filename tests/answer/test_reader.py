@@ -161,3 +161,21 @@ def test_the_reader_only_reorders_it_abstains_as_the_hand_score_does(real_index,
     refused = [(hand.ask(q).abstained, reader.ask(q).abstained) for q in questions]
     assert all(h == r for h, r in refused), refused
     assert any(h for h, _ in refused) and not all(h for h, _ in refused), "both kinds of question are asked"
+
+
+@needs_model
+def test_the_blend_abstains_on_the_hand_threshold_and_shows_quotes_within_its_own_gap(tmp_path):
+    """The gap is read on the scale quotes are ranked by (the blend's); abstention stays the hand score's."""
+    from qa.answer.scorers import HandScorer
+    from qa.settings import DEFAULT_MODEL
+
+    card = json.loads(DEFAULT_READER.read_text())
+    card["calibrations"] = {DEFAULT_MODEL: {"abstain_below": 9.0, "show_within": 0.77}}
+    shutil.copy(DEFAULT_READER.parent / card["file"], tmp_path / card["file"])
+    (tmp_path / "reader.json").write_text(json.dumps(card))
+    scorer = ReaderScorer(Reader(tmp_path / "reader.json"))
+    hand = HandScorer()
+    own = scorer.calibration(DEFAULT_MODEL)
+    assert own.show_within == 0.77 and own.abstain_below == hand.calibration(DEFAULT_MODEL).abstain_below != 9.0
+    other = DEFAULT_MODEL + "@int8"  # no entry in this card: the hand score's thresholds, both
+    assert scorer.calibration(other) == hand.calibration(other)

@@ -15,9 +15,10 @@ hand-weighted score and once by the reader. Then, with no model call:
   top three (``training.ranker.train.choose_abstain``/``choose_show_within``).
 
 Both go into the card's ``blend`` and ``calibrations``; the figures into its ``calibration_report``. The bot uses
-the blend weight; it abstains on the hand-weighted score with that score's own thresholds (the reader only reorders,
-``qa.answer.reader.ReaderScorer``), so the thresholds chosen here are a measurement, kept in the card. Never
-run on RealTime QA 2022: that is where the project reports held-out figures.
+the blend weight and the gap (it ranks and shows quotes on the blend's scale); it abstains on the hand-weighted
+score with that score's own threshold (the reader only reorders, ``qa.answer.reader.ReaderScorer``), so the
+abstention threshold chosen here is a measurement, kept in the card. Never run on RealTime QA 2022: that is
+where the project reports held-out figures.
 """
 
 from __future__ import annotations
