@@ -131,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-measure", action="store_true")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (smoke test)")
     p.add_argument("--hold-out-stride", type=int, default=WEEK_STRIDE,
-                   help=f"leave out every N-th week, the weeks calibrate --stride N chooses the blend on (default {WEEK_STRIDE})")
+                   help=f"leave out every N-th week, the weeks calibrate --stride N reads (default {WEEK_STRIDE})")
     return p
 
 
