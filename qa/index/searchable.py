@@ -142,14 +142,26 @@ class Articles(Mapping[str, Article]):
         For listings that must not wait for the catalog (parsing it takes seconds at ten million chunks): the
         counts come from the segments' chunk tables.
         """
+        for seg, positions in self.by_segment():
+            yield from self.in_segment(seg, positions.tolist())
+
+    def by_segment(self) -> list[tuple[Segment, np.ndarray]]:
+        """Each segment with the positions of its live articles there (ascending), in segment order.
+
+        Segments are immutable, so what a listing read from one (by its ``entry.id``) holds for every later
+        generation that still serves it; only which positions are live changes.
+        """
+        return list(zip(self._segments, self._live.positions))
+
+    def in_segment(self, seg: Segment, positions: Sequence[int]) -> Iterator[tuple[Article, int]]:
+        """The articles at ``positions`` of ``seg`` (one of ``by_segment``'s) and each one's number of chunks."""
+        if not len(positions):
+            return
         self._index.raise_if_damaged()
         try:
-            for seg, positions in zip(self._segments, self._live.positions):
-                if not len(positions):
-                    continue
-                counts = np.bincount(seg.article_positions(), minlength=len(seg.articles))
-                for position in positions.tolist():
-                    yield seg.articles[position], int(counts[position])
+            counts = np.bincount(seg.article_positions(), minlength=len(seg.articles))
+            for position in positions:
+                yield seg.articles[position], int(counts[position])
         except RecordDamaged as exc:
             raise self._index.damaged_record(str(exc)) from None
 

@@ -535,3 +535,10 @@ def test_the_article_table_follows_the_served_index_after_a_rebuild(library):
     rows, total = library.article_rows("", limit=2)
     assert len(rows) == 2 and total == 3 and "Showing 2 of 3" in article_table(library, "", limit=2)
     assert [r.title for r in library.articles()].count("Harbour notes") == 1
+    # a removed article leaves the filter's results though its segment's titles were kept from before
+    assert "Warning To America" in article_table(library, "warning to america")
+    (library.articles_dir / "000_477d58a20c8c4005.txt").unlink()
+    library.rebuild()
+    library.wait(60)
+    assert "No article matches" in article_table(library, "warning to america")
+    assert article_table(library, "harbour").count("<tr>") == 2 and library.article_rows("")[1] == 2
