@@ -14,6 +14,16 @@ index built over the same live chunks. The formula and parameters are
 bm25s's defaults (the "lucene" variant, k1 = 1.5, b = 0.75), which this
 project used before segments, so scores did not change: a test checks them
 against bm25s.
+
+``Lexical.search`` finds the top k without scoring every chunk that holds a
+query word (MaxScore): each occurrence of a term adds less than its IDF to a
+chunk's score (``tf / (norm + tf) < 1``), so once k chunks are known to score
+at least ``theta``, a chunk holding none of the terms still to be read cannot
+reach ``theta`` when those terms' IDFs sum to less. The rarest terms' postings
+are read whole; the common terms are looked up (a binary search in their
+sorted posting lists) only for the chunks that can still make the top k. The
+result is exactly ``search_exhaustive``'s, scores to the last bit: every
+returned score is summed in the same order as ``scores`` sums it.
 """
 
 from __future__ import annotations
@@ -23,6 +33,7 @@ import importlib.util
 import json
 import logging
 import re
+import threading
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -145,7 +156,7 @@ class Postings:
     def key_table(self) -> np.ndarray | None:
         """``term_keys.npy``: each term's 64-bit key and id, sorted by key; None if two terms share a key."""
         keys = np.fromiter((term_key(t) for t in self.terms), dtype=np.uint64, count=len(self.terms))
-        order = np.argsort(keys, kind="stable")
+        order = np.argsort(keys)  # any order of a key's adds: their sum only prunes
         table = np.stack([keys[order], order.astype(np.uint64)], axis=1)
         if len(keys) > 1 and bool((np.diff(table[:, 0]) == 0).any()):
             return None
@@ -287,6 +298,52 @@ def consecutive_offset(rows: np.ndarray) -> int | None:
     return start if start >= 0 and bool((np.diff(rows) == 1).all()) else None
 
 
+def _impact(idf: float, tfs: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """One occurrence of a query term's BM25 contribution to chunks holding it ``tfs`` times (float64).
+
+    ``scores`` and ``search`` both call it, so a chunk's score is the same bits whichever computes it.
+    """
+    tfs = np.asarray(tfs).astype(np.float64)
+    return idf * tfs / (norms + tfs)
+
+
+def _impact_into(idf: float, tfs: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    """``_impact`` with fewer temporaries, bit for bit the same (the same operations in the same order);
+    ``norms`` is a fresh array (a gather), overwritten."""
+    out = np.asarray(tfs).astype(np.float64)
+    norms += out
+    out *= idf
+    out /= norms
+    return out
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` by sorting (numpy's hashing ``unique`` took most of a pruned search's time on int64 keys)."""
+    values = np.sort(values)
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Where the ``k`` largest of ``values`` are (of equal ones, the first), in no particular order."""
+    if len(values) <= k:
+        return np.arange(len(values))
+    kth = np.partition(values, len(values) - k)[len(values) - k]
+    above = np.flatnonzero(values > kth)
+    return np.concatenate([above, np.flatnonzero(values == kth)[: k - len(above)]])
+
+
+def _runs(ascending: np.ndarray) -> tuple[list[int], list[int], list[int]]:
+    """The distinct values of an ascending array and where each one's run starts and ends."""
+    if not len(ascending):
+        return [], [], []
+    starts = np.flatnonzero(np.r_[True, ascending[1:] != ascending[:-1]])
+    return ascending[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(ascending)]
+
+
+#: A pruning bound is trusted only with this relative margin: a float64 sum, then its float32, may round up.
+_MARGIN = 1e-6
+
+
 class Lexical:
     """BM25 over the live chunks of one or more segments, scored with corpus-wide statistics.
 
@@ -307,14 +364,32 @@ class Lexical:
         self._norms = [K1 * ((1 - B) + B * np.asarray(p.lengths, dtype=np.float64) / self.avg_length) for p, _ in self._parts]
         # A segment with no deleted chunk maps local row i to global row offset + i: no gather or mask needed.
         self._offsets = [consecutive_offset(rows) for _, rows in self._parts]
+        # A search's candidate key for local row i of segment s: bases[s] + i (ascending by segment, then row).
+        self._bases = np.cumsum([0, *(len(rows) for _, rows in self._parts)]).astype(np.int64)
+        # A pruned search's partial scores by key, all zeros between searches: kept, as allocating and zeroing
+        # n_docs floats per question is what scoring every chunk costs (another thread's search allocates its own).
+        self._acc: np.ndarray | None = None
+        self._acc_lock = threading.Lock()
         self._df: dict[str, int] = {}
+        # Per token, the (part number, lo, hi) of each segment holding it: one key search per segment, once.
+        self._span_cache: dict[str, list[tuple[int, int, int]]] = {}
+
+    def _token_spans(self, token: str) -> list[tuple[int, int, int]]:
+        spans = self._span_cache.get(token)
+        if spans is None:
+            spans = []
+            for number, (postings, _) in enumerate(self._parts):
+                tid = postings.term_id(token)
+                if tid is not None:
+                    spans.append((number, int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])))
+            self._span_cache[token] = spans
+        return spans
 
     def _spans(self, token: str):
         """Per segment holding ``token``: its postings, row map, length norms, row offset and posting range."""
-        for (postings, rows), norms, offset in zip(self._parts, self._norms, self._offsets):
-            tid = postings.term_id(token)
-            if tid is not None:
-                yield postings, rows, norms, offset, int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1])
+        for number, lo, hi in self._token_spans(token):
+            (postings, rows), norms, offset = self._parts[number], self._norms[number], self._offsets[number]
+            yield postings, rows, norms, offset, lo, hi
 
     def _local_rows(self, postings: Postings, lo: int, hi: int) -> np.ndarray:
         """One posting list's local rows, checked to lie in its segment."""
@@ -355,7 +430,8 @@ class Lexical:
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every live chunk (by global row) for ``query``; zeros when no term is known.
 
-        A term that occurs twice in the query counts twice, as in bm25s.
+        A term that occurs twice in the query counts twice, as in bm25s. This is
+        the reference that ``search`` equals: every chunk holding a query term is scored.
         """
         out = np.zeros(self.n_docs, dtype=np.float64)
         if self.n_docs == 0:
@@ -365,17 +441,251 @@ class Lexical:
                 continue
             idf = self.idf(token)
             for found, tfs, norms in self._postings(token):
-                tfs = tfs.astype(np.float64)
-                out[found] += idf * tfs / (norms + tfs)
+                out[found] += _impact(idf, tfs, norms)
         return out.astype(np.float32)
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Rows and scores of the ``k`` best chunks, best first (ties: lower row); rows with score 0 are left out."""
+    def search_exhaustive(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``search`` by scoring every live chunk (``scores``): the reference the pruned ``search`` is tested against."""
         scores = self.scores(query)
         k = min(k, len(scores))
         if k <= 0:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
-        keep = scores[top] > 0
-        return top[keep].astype(np.int64), scores[top][keep]
+        kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+        # every row scoring at least the k-th score, ties included, so the lower rows win the last places
+        top = np.flatnonzero((scores >= kth) & (scores > 0))
+        top = top[np.lexsort((top, -scores[top]))][:k]
+        return top.astype(np.int64), scores[top]
+
+    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and scores of the ``k`` best chunks, best first (ties: lower row); rows with score 0 are left out.
+
+        Exactly ``search_exhaustive``'s result, without scoring every chunk that
+        holds a common query word (MaxScore; the module's docstring says how).
+        """
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if k <= 0 or self.n_docs == 0:
+            return empty
+        tokens = [t for t in tokenize(query) if self.doc_freq(t)]
+        if not tokens:
+            return empty
+        if self._acc_lock.acquire(blocking=False):  # one search at a time uses the kept accumulator
+            try:
+                if self._acc is None:
+                    self._acc = np.zeros(int(self._bases[-1]), dtype=np.float64)
+                return _PrunedSearch(self, tokens, k, self._acc).run()
+            finally:
+                self._acc_lock.release()
+        return _PrunedSearch(self, tokens, k, np.zeros(int(self._bases[-1]), dtype=np.float64)).run()
+
+    def _read_list(self, number: int, lo: int, hi: int, idf: float) -> tuple[np.ndarray, np.ndarray]:
+        """A posting list read whole: its live chunks' keys (see ``_bases``) and one occurrence's impact on each."""
+        (postings, rows), norms = self._parts[number], self._norms[number]
+        local = self._local_rows(postings, lo, hi)
+        tfs = np.asarray(postings.post_tfs[lo:hi])
+        if self._offsets[number] is None:
+            live = rows[local] >= 0
+            local, tfs = local[live], tfs[live]
+        return local + self._bases[number], _impact_into(idf, tfs, norms[local])
+
+    def _lookup(self, number: int, lo: int, hi: int, idf: float, local: np.ndarray) -> np.ndarray:
+        """One occurrence's impact of the term of posting range ``lo:hi`` on the chunks ``local`` (ascending, live),
+        0 for those that do not hold it.
+
+        A binary search per chunk in the sorted posting list, or, when the chunks
+        outnumber a tenth of the list, one per posting: either way only what is
+        needed is read from a memory-mapped list.
+        """
+        postings, norms = self._parts[number][0], self._norms[number]
+        out = np.zeros(len(local), dtype=np.float64)
+        if not len(local):
+            return out
+        plist = postings.post_rows[lo:hi]
+        if len(local) * 10 > hi - lo:
+            posting_rows = np.asarray(plist, dtype=np.int64)
+            at = np.searchsorted(local, posting_rows)
+            hit = at < len(local)
+            hit[hit] = local[at[hit]] == posting_rows[hit]
+            where, positions = at[hit], np.flatnonzero(hit)
+        else:
+            at = np.searchsorted(plist, local.astype(plist.dtype))
+            inside = at < len(plist)
+            hit = np.zeros(len(local), dtype=bool)
+            hit[inside] = np.asarray(plist[at[inside]]) == local[inside]
+            where, positions = np.flatnonzero(hit), at[hit]
+        if len(where):
+            out[where] = _impact(idf, np.asarray(postings.post_tfs[lo:hi][positions]), norms[local[where]])
+        return out
+
+
+class _PrunedSearch:
+    """One MaxScore search over a ``Lexical``: candidates, their partial scores, the threshold, the look-ups.
+
+    A chunk is named by a key, ``bases[segment] + local row``. ``read[s]``
+    holds the terms whose postings were read whole in segment ``s``: every
+    chunk of ``s`` that holds one of them is a candidate, and ``acc[key]`` sums
+    what those terms add to it. A chunk of ``s`` that is not a candidate cannot
+    score more than ``rest(s)``, the bounds of the terms ``s`` holds and has not
+    read, so ``s`` is closed once that is below ``theta``, a score that k chunks
+    scored in full reach.
+    """
+
+    def __init__(self, lexical: Lexical, tokens: list[str], k: int, acc: np.ndarray) -> None:
+        self.lx, self.tokens, self.k, self.acc = lexical, tokens, k, acc
+        self.counts = Counter(tokens)
+        self.idf = {t: lexical.idf(t) for t in self.counts}
+        # each occurrence adds idf * tf / (norm + tf) < idf
+        self.bound = {t: self.counts[t] * self.idf[t] for t in self.counts}
+        self.terms = sorted(self.counts, key=lambda t: (-self.bound[t], t))  # rarest (largest bound) first
+        self.spans = {t: [(n, lo, hi) for n, lo, hi in lexical._token_spans(t) if hi > lo] for t in self.terms}
+        self.span_of = {t: {n: (lo, hi) for n, lo, hi in spans} for t, spans in self.spans.items()}
+        self.held: dict[int, set[str]] = {}
+        for term, spans in self.spans.items():
+            for number, _, _ in spans:
+                self.held.setdefault(number, set()).add(term)
+        self.read: dict[int, set[str]] = {n: set() for n in self.held}
+        self.rests: dict[int, float] = {}  # rest(s), dropped when s reads a term
+        self.closed: set[int] = set()
+        self.read_lists: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # term -> (keys ascending, impacts)
+        self.top_keys = np.zeros(0, dtype=np.int64)  # the k candidates with the largest partial scores
+        self.scored: dict[int, float] = {}  # key -> its full score (float32), for the chunks scored in full
+        self.theta = 0.0
+
+    def rest(self, number: int) -> float:
+        """The most the terms segment ``number`` holds and has not read can add to one of its chunks."""
+        rest = self.rests.get(number)
+        if rest is None:
+            rest = self.rests[number] = sum(sorted(self.bound[t] for t in self.held[number] - self.read[number]))
+        return rest
+
+    def closes(self, number: int) -> bool:
+        """Whether no chunk of segment ``number`` outside the candidates can reach theta."""
+        return self.theta > 0 and self.rest(number) * (1 + _MARGIN) < self.theta
+
+    def below(self, bound):
+        """Whether ``bound`` (a number or an array) is surely below theta, with a margin for the rounding of float64
+        sums and of float32."""
+        return np.asarray(bound) * (1 + _MARGIN) < self.theta if self.theta > 0 else np.zeros(np.shape(bound), bool)
+
+    def run(self) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return self._run()
+        finally:  # the accumulator is handed back all zeros
+            for keys, _ in self.read_lists.values():
+                self.acc[keys] = 0.0
+
+    def _run(self) -> tuple[np.ndarray, np.ndarray]:
+        # Read the terms' postings whole, rarest first, until no chunk outside the candidates can reach theta.
+        for term in self.terms:
+            new_keys, new_impacts = [], []
+            for number, lo, hi in self.spans[term]:
+                if number in self.closed:
+                    continue
+                if self.closes(number):
+                    self.closed.add(number)
+                    continue
+                keys, impacts = self.lx._read_list(number, lo, hi, self.idf[term])
+                self.read[number].add(term)
+                self.rests.pop(number, None)
+                new_keys.append(keys)
+                new_impacts.append(impacts)
+            if not new_keys:
+                continue
+            keys, impacts = np.concatenate(new_keys), np.concatenate(new_impacts)  # ascending: segments in order
+            self.read_lists[term] = (keys, impacts)
+            np.add.at(self.acc, keys, self.counts[term] * impacts)  # 3x faster than acc[keys] += here
+            self._raise_theta(keys)
+            if all(n in self.closed or self.closes(n) for n in self.held):
+                break
+        return self._finish()
+
+    def _raise_theta(self, keys: np.ndarray) -> None:
+        """The k candidates with the largest partial scores (the last ones, or chunks this term was just added to),
+        scored in full: theta is the k-th best full score known (0 while fewer than k are known)."""
+        k = self.k
+        keys = keys[_top(self.acc[keys], k)]
+        pool = _sorted_unique(np.concatenate([self.top_keys, keys]))
+        self.top_keys = pool = pool[np.sort(_top(self.acc[pool], k))]
+        new = np.array([key for key in pool.tolist() if key not in self.scored], dtype=np.int64)
+        if len(new):
+            self.scored.update(zip(new.tolist(), self._exact(new).tolist()))
+        if len(self.scored) >= k:
+            best = np.fromiter(self.scored.values(), dtype=np.float64, count=len(self.scored))
+            self.theta = max(self.theta, float(np.partition(best, len(best) - k)[len(best) - k]))
+
+    def _segments_of(self, keys: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.lx._bases, keys, side="right") - 1
+
+    def _impacts(self, term: str, keys: np.ndarray, segments: np.ndarray) -> np.ndarray:
+        """One occurrence's impact of ``term`` on the chunks ``keys`` (ascending): from its postings read whole
+        where it was, looked up in the posting lists elsewhere."""
+        out = np.zeros(len(keys), dtype=np.float64)
+        read = self.read_lists.get(term)
+        if read is not None and len(read[0]):
+            at = np.minimum(np.searchsorted(read[0], keys), len(read[0]) - 1)
+            hit = read[0][at] == keys
+            out[hit] = read[1][at[hit]]
+        spans = self.span_of[term]
+        for number, lo_i, hi_i in zip(*_runs(segments)):
+            span = spans.get(number)
+            if span is None or term in self.read[number]:
+                continue
+            local = keys[lo_i:hi_i] - self.lx._bases[number]
+            out[lo_i:hi_i] = self.lx._lookup(number, *span, self.idf[term], local)
+        return out
+
+    def _exact(self, keys: np.ndarray, known: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The chunks' scores (float32), every term's impact summed in query order as ``Lexical.scores`` sums them."""
+        segments = self._segments_of(keys)
+        impacts = dict(known or {})
+        for term in self.terms:
+            if term not in impacts:
+                impacts[term] = self._impacts(term, keys, segments)
+        out = np.zeros(len(keys), dtype=np.float64)
+        for token in self.tokens:
+            out += impacts[token]
+        return out.astype(np.float32)
+
+    def _finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """Look the terms not read up for the candidates that can still reach theta, dropping those that fall
+        short after each; score the rest in full; the top k."""
+        numbers = sorted(self.held)
+        rest = np.zeros(len(self.lx._bases), dtype=np.float64)
+        for number in numbers:
+            rest[number] = self.rest(number)
+        # The candidates that can reach theta, segment by segment from the accumulator: no sort of the postings read.
+        found = []
+        bases = self.lx._bases
+        for number in numbers:
+            if not self.read[number]:
+                continue
+            floor = self.theta / (1 + 2 * _MARGIN) - rest[number] if self.theta > 0 else 0.0
+            floor = max(floor, np.finfo(np.float64).smallest_subnormal)  # and a candidate: more than 0
+            found.append(np.flatnonzero(self.acc[bases[number]:bases[number + 1]] >= floor) + bases[number])
+        keys = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        segments, partial = self._segments_of(keys), self.acc[keys]
+        known: dict[str, np.ndarray] = {}
+        for term in self.terms:
+            if all(term in self.read[n] for n in numbers if term in self.held[n]):
+                continue
+            reach = ~self.below(partial + rest[segments])
+            if not reach.all():
+                keys, partial, segments = keys[reach], partial[reach], segments[reach]
+                known = {t: v[reach] for t, v in known.items()}
+            impacts = self._impacts(term, keys, segments)
+            known[term] = impacts
+            unread = np.zeros(len(rest), dtype=bool)
+            for number in numbers:
+                if term in self.held[number] and term not in self.read[number]:
+                    rest[number] -= self.bound[term]
+                    unread[number] = True
+            partial = partial + np.where(unread[segments], self.counts[term] * impacts, 0.0)
+        scores = self._exact(keys, known)
+        positive = scores > 0
+        keys, scores, segments = keys[positive], scores[positive], segments[positive]
+        rows = np.empty(len(keys), dtype=np.int64)
+        for number, lo_i, hi_i in zip(*_runs(segments)):
+            local = keys[lo_i:hi_i] - self.lx._bases[number]
+            offset = self.lx._offsets[number]
+            rows[lo_i:hi_i] = local + offset if offset is not None else self.lx._parts[number][1][local]
+        top = np.lexsort((rows, -scores))[: self.k]
+        return rows[top], scores[top]

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qa.index.lexical import Lexical, Postings, consecutive_offset, tokenize
 
@@ -140,3 +142,68 @@ def test_a_merge_keeping_rows_out_of_order_scores_like_one_index_of_them():
     fresh = one_segment(Postings.build([texts[i] for i in keep_a] + [texts[60 + i] for i in keep_b]))
     for query in ("korea troops", "trump kim summit summit", "court senate", "storm"):
         assert np.array_equal(merged.scores(query), fresh.scores(query)), query
+
+
+def _reference_top(lexical: Lexical, query: str, k: int) -> tuple[list[int], np.ndarray]:
+    """The top k by scoring every chunk: best first, ties to the lower row, score 0 left out."""
+    scores = lexical.scores(query)
+    order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+    order = order[scores[order] > 0]
+    return order.tolist(), scores[order]
+
+
+def _segmented(texts: list[str], cuts: list[int], deleted: set[int]) -> Lexical:
+    """BM25 over ``texts`` split into segments at ``cuts``, the rows of ``deleted`` deleted."""
+    live = [i for i in range(len(texts)) if i not in deleted]
+    rows = np.full(len(texts), -1, dtype=np.int64)
+    rows[live] = np.arange(len(live))
+    bounds = [0, *cuts, len(texts)]
+    return Lexical([(Postings.build(texts[lo:hi]), rows[lo:hi]) for lo, hi in zip(bounds, bounds[1:]) if hi > lo])
+
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), copies=st.integers(1, 4),
+       k=st.sampled_from([1, 2, 5, 10, 50, 1000]))
+@settings(max_examples=150, deadline=None)
+def test_pruned_search_returns_exactly_what_scoring_every_chunk_returns(seed, n, copies, k):
+    """MaxScore pruning over random segments with deletions and replicated texts (ties): the same rows, the same
+    float32 scores, the same order (ties to the lower row) as sorting every chunk's score."""
+    rng = np.random.default_rng(seed)
+    vocab = ["korea", "troops", "russia", "ukraine", "missile", "kim", "trump", "summit", "election", "court",
+             "senate", "harbour", "storm", "the", "of", "rare", "zebra", "quasar", "2024"]
+    weights = rng.dirichlet(np.full(len(vocab), 0.3))  # a few common words, many rare ones, differently each time
+    base = [" ".join(rng.choice(vocab, rng.integers(0, 30), p=weights)) for _ in range(n)]
+    texts = [t for _ in range(copies) for t in base]  # replicas tie, as in the scale benchmark's archive
+    cuts = sorted(set(rng.integers(1, len(texts), rng.integers(0, 6)).tolist())) if len(texts) > 1 else []
+    deleted = set(rng.choice(len(texts), rng.integers(0, len(texts) // 3 + 1), replace=False).tolist())
+    lexical = _segmented(texts, cuts, deleted)
+    queries = [" ".join(rng.choice(vocab, rng.integers(1, 8))) for _ in range(6)] + ["zebra quasar rare rare",
+                                                                                       "nosuchword", ""]
+    for query in queries:
+        rows, scores = lexical.search(query, k)
+        want_rows, want_scores = _reference_top(lexical, query, k)
+        assert rows.tolist() == want_rows, query
+        assert scores.dtype == np.float32 and np.array_equal(scores, want_scores), query
+        ex_rows, ex_scores = lexical.search_exhaustive(query, k)
+        assert ex_rows.tolist() == want_rows and np.array_equal(ex_scores, want_scores), query
+
+
+def test_pruned_search_leaves_a_segment_alone_when_its_words_cannot_reach_the_top():
+    """A rare word and a common one: a segment holding only the common word cannot reach the top 3, and its posting
+    lists are not touched; scoring every chunk reads them."""
+    texts = ["the common word and a rare one: zebra"] * 3 + [f"the common word, number {i}" for i in range(5000)]
+    lexical = _segmented(texts, [2000], set())
+    touched: list[object] = []
+
+    class Watched(np.ndarray):
+        """The second segment's posting rows, noting every access."""
+
+        def __getitem__(self, item):
+            touched.append(item)
+            return super().__getitem__(item)
+
+    postings = lexical._parts[1][0]
+    postings.post_rows = np.asarray(postings.post_rows).view(Watched)
+    rows, scores = lexical.search("zebra common", 3)
+    assert touched == [] and postings.term_id("common") is not None
+    assert rows.tolist() == [0, 1, 2] and np.array_equal(scores, _reference_top(lexical, "zebra common", 3)[1])
+    assert touched  # scoring every chunk read them
