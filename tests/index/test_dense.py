@@ -169,3 +169,49 @@ def test_a_compressed_segment_is_recorded_and_searched_through_the_index(tmp_pat
     assert recall_at(found, brute_force(vectors, queries, 10)) >= dense.TARGET_RECALL
     rows, scores = index.dense_search(queries[0], 5)
     assert np.allclose(scores, vectors[rows] @ queries[0], atol=1e-6)
+
+
+class CountingRows:
+    """A segment's exact vectors that count the rows a search reads from them."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors, self.read = vectors, 0
+
+    def __getitem__(self, rows):
+        self.read += len(np.atleast_1d(rows))
+        return self.vectors[rows]
+
+
+def test_compressed_segments_rescore_one_pool_across_segments_with_the_same_recall():
+    """Several 8-bit segments (one with deletions) and a flat one: the pooled re-scoring reads POOLED_REFINE * k
+    vectors in all instead of REFINE * k in each segment, and finds what brute force over the live rows finds."""
+    x = clustered(12_500, seed=3)
+    cuts = [0, 3000, 6000, 9000, 12_000, 12_500]
+    deleted = set(range(3000, 3300))  # in the second segment
+    live = np.array([i for i in range(len(x)) if i not in deleted])
+    global_of = np.full(len(x), -1, dtype=np.int64)
+    global_of[live] = np.arange(len(live))
+    parts, counters = [], []
+    for lo, hi in zip(cuts, cuts[1:]):
+        index, info = build_dense(x[lo:hi], flat_max=1000, compress_min=2000)
+        assert (info.kind == "IndexIVFScalarQuantizer") == (hi - lo > 2000)
+        counter = CountingRows(x[lo:hi])
+        counters.append(counter)
+        parts.append((index, global_of[lo:hi], sum(lo <= d < hi for d in deleted), counter, info.refine))
+    rng = np.random.default_rng(5)
+    q = x[live[rng.choice(len(live), 200, replace=False)]] + 0.05 * rng.standard_normal((200, x.shape[1]))
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+    exact = brute_force(x[live], q, 10)
+    for pooled in (dense.POOLED_REFINE, 0):
+        for counter in counters:
+            counter.read = 0
+        found = np.array([np.pad(dense.search_segments(parts, v, 10, pooled=pooled)[0], (0, 10),
+                                 constant_values=-1)[:10] for v in q])
+        assert recall_at(found, exact) >= dense.TARGET_RECALL, pooled
+        compressed_reads = sum(c.read for c in counters[:4]) / len(q)
+        assert compressed_reads <= (pooled * 10 if pooled else 4 * dense.REFINE * (10 + 300))
+        if pooled:
+            assert compressed_reads == pooled * 10
+    rows, scores = dense.search_segments(parts, q[0], 10)
+    assert np.allclose(scores, x[live][rows] @ q[0], atol=1e-6), "exact cosines, best first"
+    assert (np.diff(scores) <= 1e-7).all()
