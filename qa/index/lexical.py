@@ -340,6 +340,11 @@ def _runs(ascending: np.ndarray) -> tuple[list[int], list[int], list[int]]:
     return ascending[starts].tolist(), starts.tolist(), [*starts[1:].tolist(), len(ascending)]
 
 
+#: ``Lexical.search`` prunes when the query's terms hold this many postings or more. Below it, scoring every
+#: chunk is as fast or faster: the same on the 1M-chunk archive (about 700,000 postings a question), 10x faster
+#: at 10k chunks (0.8 against 9 ms); at 10M (about 6 million) pruning takes 1.3-1.5x less CPU.
+PRUNE_MIN_POSTINGS = 1_000_000
+
 #: A pruning bound is trusted only with this relative margin: a float64 sum, then its float32, may round up.
 _MARGIN = 1e-6
 
@@ -456,11 +461,13 @@ class Lexical:
         top = top[np.lexsort((top, -scores[top]))][:k]
         return top.astype(np.int64), scores[top]
 
-    def search(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: str, k: int, *, prune: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows and scores of the ``k`` best chunks, best first (ties: lower row); rows with score 0 are left out.
 
-        Exactly ``search_exhaustive``'s result, without scoring every chunk that
-        holds a common query word (MaxScore; the module's docstring says how).
+        Exactly ``search_exhaustive``'s result. When the query's terms hold
+        ``PRUNE_MIN_POSTINGS`` postings or more (``prune=None``), without scoring
+        every chunk that holds a common query word (MaxScore; the module's
+        docstring says how); below that, scoring them all is faster.
         """
         empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         if k <= 0 or self.n_docs == 0:
@@ -468,6 +475,10 @@ class Lexical:
         tokens = [t for t in tokenize(query) if self.doc_freq(t)]
         if not tokens:
             return empty
+        if prune is None:
+            prune = sum(self.doc_freq(t) for t in set(tokens)) >= PRUNE_MIN_POSTINGS
+        if not prune:
+            return self.search_exhaustive(query, k)
         if self._acc_lock.acquire(blocking=False):  # one search at a time uses the kept accumulator
             try:
                 if self._acc is None:

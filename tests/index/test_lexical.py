@@ -179,8 +179,9 @@ def test_pruned_search_returns_exactly_what_scoring_every_chunk_returns(seed, n,
     queries = [" ".join(rng.choice(vocab, rng.integers(1, 8))) for _ in range(6)] + ["zebra quasar rare rare",
                                                                                        "nosuchword", ""]
     for query in queries:
-        rows, scores = lexical.search(query, k)
+        rows, scores = lexical.search(query, k, prune=True)
         want_rows, want_scores = _reference_top(lexical, query, k)
+        assert lexical.search(query, k)[0].tolist() == want_rows  # small: scores every chunk
         assert rows.tolist() == want_rows, query
         assert scores.dtype == np.float32 and np.array_equal(scores, want_scores), query
         ex_rows, ex_scores = lexical.search_exhaustive(query, k)
@@ -203,7 +204,7 @@ def test_pruned_search_leaves_a_segment_alone_when_its_words_cannot_reach_the_to
 
     postings = lexical._parts[1][0]
     postings.post_rows = np.asarray(postings.post_rows).view(Watched)
-    rows, scores = lexical.search("zebra common", 3)
+    rows, scores = lexical.search("zebra common", 3, prune=True)
     assert touched == [] and postings.term_id("common") is not None
     assert rows.tolist() == [0, 1, 2] and np.array_equal(scores, _reference_top(lexical, "zebra common", 3)[1])
     assert touched  # scoring every chunk read them
