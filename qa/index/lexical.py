@@ -664,7 +664,7 @@ class _PrunedSearch:
         for number in numbers:
             rest[number] = self.rest(number)
         # The candidates that can reach theta, segment by segment from the accumulator: no sort of the postings read.
-        found = []
+        found, found_in = [], []
         bases = self.lx._bases
         for number in numbers:
             if not self.read[number]:
@@ -672,8 +672,10 @@ class _PrunedSearch:
             floor = self.theta / (1 + 2 * _MARGIN) - rest[number] if self.theta > 0 else 0.0
             floor = max(floor, np.finfo(np.float64).smallest_subnormal)  # and a candidate: more than 0
             found.append(np.flatnonzero(self.acc[bases[number]:bases[number + 1]] >= floor) + bases[number])
+            found_in.append(np.full(len(found[-1]), number, dtype=np.int64))
         keys = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-        segments, partial = self._segments_of(keys), self.acc[keys]
+        segments = np.concatenate(found_in) if found else np.zeros(0, dtype=np.int64)
+        partial = self.acc[keys]
         known: dict[str, np.ndarray] = {}
         for term in self.terms:
             if all(term in self.read[n] for n in numbers if term in self.held[n]):
