@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -362,7 +363,16 @@ SEARCH_THREADS = 16
 _POOL = None
 
 
+def _forget_pool() -> None:
+    global _POOL
+    _POOL = None  # a forked child has none of its parent's threads: it starts its own pool
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _segment_pool():
+    """The threads that search segments, started on first use."""
     global _POOL
     if _POOL is None:
         from concurrent.futures import ThreadPoolExecutor
