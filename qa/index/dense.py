@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -361,24 +362,27 @@ def search_segments(parts, query_vector: np.ndarray, k: int, pooled: int = POOLE
 #: IVF list it reads, and the waits of several segments overlap.
 SEARCH_THREADS = 16
 _POOL = None
+_POOL_LOCK = threading.Lock()
 
 
 def _forget_pool() -> None:
-    global _POOL
+    global _POOL, _POOL_LOCK
     _POOL = None  # a forked child has none of its parent's threads: it starts its own pool
+    _POOL_LOCK = threading.Lock()  # and no thread that could still release the lock
 
 
 os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _segment_pool():
-    """The threads that search segments, started on first use."""
+    """The threads that search segments, started on first use (once, whichever thread asks first)."""
     global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
 
-        _POOL = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="qa-dense")
-    return _POOL
+            _POOL = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="qa-dense")
+        return _POOL
 
 
 def _exact_scores(vectors, local: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.index import npy
+
 log = logging.getLogger(__name__)
 
 _TOKEN = re.compile(r"\w\w+|\d", re.UNICODE)
@@ -255,9 +257,9 @@ class Postings:
         key and ``terms.json`` is not read until something needs the terms themselves.
         """
         mode = "r" if mmap else None
-        arrays = [np.load(folder / f"{name}.npy", mmap_mode=mode, allow_pickle=False) for name in _ARRAYS]
+        arrays = [npy.load(folder / f"{name}.npy", mmap_mode=mode) for name in _ARRAYS]
         if keys:
-            table = np.load(folder / TERM_KEYS, mmap_mode=mode, allow_pickle=False)
+            table = npy.load(folder / TERM_KEYS, mmap_mode=mode)
             if table.dtype != np.uint64 or table.ndim != 2 or table.shape[1] != 2:
                 raise ValueError("term keys")
             postings = Postings(None, *arrays, keys=table, terms_path=folder / _TERMS)

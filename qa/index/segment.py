@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from qa.index import npy
 from qa.index.dense import read_dense
 from qa.index.format import SEGMENT_FILES
 from qa.index.lexical import Postings
@@ -58,14 +59,14 @@ def read_deletions(folder: Path, entry: SegmentEntry) -> np.ndarray:
     """The segment's deleted local rows (sorted; empty when it has no deletion list)."""
     if not entry.deletions:
         return np.zeros(0, dtype=np.int64)
-    return np.asarray(np.load(folder / entry.deletions, allow_pickle=False))
+    return np.asarray(npy.load(folder / entry.deletions))
 
 
 def read_tables(folder: Path, entry: SegmentEntry) -> tuple[np.ndarray, np.ndarray]:
     """The record tables of the articles and the chunks (made by reading the records when the segment has none)."""
     base = folder / entry.folder
     if entry.has_tables:
-        articles, chunks = (np.load(base / SEGMENT_FILES[kind], mmap_mode="r", allow_pickle=False)
+        articles, chunks = (npy.load(base / SEGMENT_FILES[kind], mmap_mode="r")
                             for kind in ("article_table", "chunk_table"))
         return articles, chunks
     position: dict[str, int] = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.index import npy
 from qa.index.records import close_quietly
 
 
@@ -26,9 +27,7 @@ class VectorFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         with path.open("rb") as fh:
-            major, _ = np.lib.format.read_magic(fh)
-            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(fh)
+            shape, fortran, dtype = npy.read_header(fh)
             self._offset = fh.tell()
         if fortran or len(shape) != 2:
             raise ValueError(f"{path.name}: not a C-ordered matrix")
