@@ -111,7 +111,7 @@ def abstain_below_from_env() -> float | None:
 #: (a cross-encoder that reads each sentence against the question, blended with the hand-weighted score).
 RANKERS = ("hand", "learned", "reader")
 #: What scores quotes when ``QA_RANKER`` is unset: the reader, which finds more answers than the hand-weighted
-#: score on held-out news weeks and as many on the bundled questions (docs/reader.md).
+#: score on held-out news weeks and as many first quotes on the bundled questions (docs/reader.md).
 DEFAULT_RANKER_NAME = "reader"
 
 

@@ -158,7 +158,7 @@ class Postings:
     def key_table(self) -> np.ndarray | None:
         """``term_keys.npy``: each term's 64-bit key and id, sorted by key; None if two terms share a key."""
         keys = np.fromiter((term_key(t) for t in self.terms), dtype=np.uint64, count=len(self.terms))
-        order = np.argsort(keys)  # any order of a key's adds: their sum only prunes
+        order = np.argsort(keys)  # no stable sort needed: a table whose keys repeat is not used (None below)
         table = np.stack([keys[order], order.astype(np.uint64)], axis=1)
         if len(keys) > 1 and bool((np.diff(table[:, 0]) == 0).any()):
             return None
