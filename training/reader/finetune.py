@@ -104,8 +104,8 @@ def finetune(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     model.save_pretrained(out / "model")
     tok.save_pretrained(out / "model")
-    answerable = sum(g.answerable for g in news)
-    return {"news_groups": len(news), "news_answerable": answerable, "news_unanswerable": len(news) - answerable,
+    return {"news_groups": len(news), "news_answerable": len(answerable),
+            "news_unanswerable": len(news) - len(answerable),
             "general_replayed": sum(kind == "general" for kind, _ in order), "steps": len(batches),
             "epochs": args.epochs, "hold_out_stride": args.hold_out_stride,
             "train_seconds": round(time.time() - started, 1)}
