@@ -7,6 +7,7 @@ an article from the loader to the quote shown in the chat.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,29 @@ def chunk_id(article_id: str, start: int, end: int) -> str:
     return sha256_text(f"{article_id}:{start}:{end}")[:16]
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in blocks."""
+#: ``sha256_file(keep_cached=False)`` drops what it hashed every this many bytes.
+_DROP_STRIDE = 32 << 20
+
+
+def sha256_file(path: Path, *, keep_cached: bool = True) -> str:
+    """Hex sha256 of a file's bytes, read in blocks.
+
+    ``keep_cached=False`` asks the kernel to drop the file from the page cache
+    as it is hashed (``posix_fadvise``, where there is one), so hashing a file
+    much larger than memory does not push out the pages a server needs.
+    """
     digest = hashlib.sha256()
+    drop = not keep_cached and hasattr(os, "posix_fadvise")
     with path.open("rb") as fh:
+        done = dropped = 0
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+            done += len(block)
+            if drop and done - dropped >= _DROP_STRIDE:
+                os.posix_fadvise(fh.fileno(), dropped, done - dropped, os.POSIX_FADV_DONTNEED)
+                dropped = done
+        if drop:  # the whole file at the end: a large folio across a stride's edge is dropped only whole
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     return digest.hexdigest()
 
 

@@ -19,7 +19,8 @@ import logging
 import os
 import threading
 import time
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -56,6 +57,11 @@ CHECKS = ("auto", "full", "lazy", "quick")
 #: Up to this many bytes of bulk files (about 50,000 chunks) opening checks everything first: about
 #: 0.3 s of sha256 here. Above it, opening would grow with the index (4.7 GB at a million chunks).
 FULL_CHECK_BYTES = 256 << 20
+#: The bulk files every question reads: the FAISS indexes and the posting lists. The background check hashes them
+#: last and leaves them in the page cache; it drops the others (records, exact vectors, the catalog, of which a
+#: question reads a few pages) from the cache as it hashes them. Hashing 35 GB in name order left a 10M-chunk
+#: archive's first answers reading their posting lists from disk (p50 862 ms, against 445 with these 9 GB cached).
+SEARCHED_FILES = frozenset((SEGMENT_FILES["dense"], *Postings.bulk_file_names()))
 
 
 def read_manifest(folder: Path) -> Manifest:
@@ -95,7 +101,7 @@ def manifest_stamp(folder: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
-def _check_file(folder: Path, rel: str, entry: FileEntry, checksums: bool | str) -> None:
+def _check_file(folder: Path, rel: str, entry: FileEntry, checksums: bool | str, *, keep_cached: bool = True) -> None:
     path = folder / rel
     try:
         # A file can vanish between these steps when a build commits meanwhile: that too is IndexInvalid,
@@ -106,7 +112,7 @@ def _check_file(folder: Path, rel: str, entry: FileEntry, checksums: bool | str)
         if st.st_size != entry.size:
             raise IndexInvalid(f"{folder}/{rel} has the wrong size for its manifest: run `{build_command(folder, full=True)}`")
         unchanged = checksums == "changed" and entry.mtime_ns == st.st_mtime_ns
-        if checksums and not unchanged and sha256_file(path) != entry.sha256:
+        if checksums and not unchanged and sha256_file(path, keep_cached=keep_cached) != entry.sha256:
             raise IndexInvalid(f"{folder}/{rel} does not match its manifest checksum: run `{build_command(folder, full=True)}`")
     except OSError as exc:
         raise IndexInvalid(f"{folder}/{rel} cannot be read ({exc.strerror or exc}): run `{build_command(folder, full=True)}`") from None
@@ -179,6 +185,12 @@ def bulk_files(manifest: Manifest) -> list[str]:
     return out
 
 
+def check_order(files: Iterable[str]) -> list[str]:
+    """The order the background check hashes ``files`` in: those a question does not search first, then
+    ``SEARCHED_FILES``, each group by name."""
+    return sorted(files, key=lambda rel: (PurePosixPath(rel).name in SEARCHED_FILES, rel))
+
+
 def check_mode(manifest: Manifest, check: str = "auto") -> str:
     """What ``check`` means for this index: ``auto`` is ``full`` up to ``FULL_CHECK_BYTES`` of bulk files, else
     ``lazy``."""
@@ -224,7 +236,7 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
             raise _disagree(folder)
         index.checked.set()
     elif mode == "lazy":
-        BackgroundCheck(index, sorted(later)).start()
+        BackgroundCheck(index, check_order(later)).start()
     else:  # quick: nothing more will be checked
         index.checked.set()
     return index
@@ -261,7 +273,8 @@ class BackgroundCheck(threading.Thread):
                 if self._replaced():
                     log.info("index %s was replaced; its check stops", index.build_id)
                     return
-                _check_file(index.folder, rel, index.manifest.files[rel], True)
+                keep = PurePosixPath(rel).name in SEARCHED_FILES
+                _check_file(index.folder, rel, index.manifest.files[rel], True, keep_cached=keep)
             if self._replaced():
                 return
             manifest = index.manifest

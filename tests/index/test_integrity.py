@@ -309,6 +309,56 @@ def test_a_large_index_is_opened_lazily_and_serves_the_same_answers(hash_index: 
     assert {**lazy, "seconds": 0} == {**full, "seconds": 0} and full["quotes"]
 
 
+def test_the_background_check_hashes_the_searched_files_last(hash_index: Path):
+    """Every bulk file is hashed, and the FAISS indexes and posting lists come last, so they are what the page
+    cache holds when the check of an archive larger than memory ends."""
+    from qa.index.reader import SEARCHED_FILES, bulk_files, check_order
+
+    files = bulk_files(read_manifest(hash_index))
+    order = check_order(files)
+    searched = [Path(rel).name in SEARCHED_FILES for rel in order]
+    assert sorted(order) == sorted(files) and any(searched) and not all(searched)
+    assert searched == sorted(searched), order  # never a searched file before one that is not
+
+
+def _resident(path: Path) -> float:
+    """The share of ``path``'s pages in the page cache (Linux ``mincore``)."""
+    import ctypes
+    import mmap
+
+    size = path.stat().st_size
+    pages = -(-size // mmap.PAGESIZE)
+    libc = ctypes.CDLL(None, use_errno=True)
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY) as mapped:
+        start = ctypes.c_char.from_buffer(mapped)
+        try:
+            flags = (ctypes.c_ubyte * pages)()
+            if libc.mincore(ctypes.c_void_p(ctypes.addressof(start)), ctypes.c_size_t(size), flags) != 0:
+                raise OSError(ctypes.get_errno(), "mincore")
+            return sum(f & 1 for f in flags) / pages
+        finally:
+            del start
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="posix_fadvise and mincore as Linux has them")
+def test_hashing_a_file_without_keeping_it_cached_drops_its_pages(tmp_path: Path):
+    from qa.records import sha256_file
+
+    data = np.random.default_rng(0).bytes(40 << 20)  # past the 32 MB stride
+    kept, dropped = tmp_path / "postings.npy", tmp_path / "vectors.npy"
+    for path in (kept, dropped):
+        with path.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())  # clean pages: the kernel may drop them
+    expected = hashlib.sha256(data).hexdigest()
+    assert sha256_file(kept) == expected and sha256_file(dropped) == expected
+    assert sha256_file(dropped, keep_cached=False) == expected
+    # measured last: mapping a file to ask mincore keeps its pages from being dropped for a while
+    assert _resident(kept) > 0.9
+    assert _resident(dropped) < 0.1
+
+
 def test_opening_reads_no_catalog_unless_the_check_is_full(hash_index: Path, hash_embedder):
     """A catalog of the right size but not JSON: a quick opening answers (it never parses it); a lazy one answers
     until its background check takes the index out of service; a full one refuses it."""
