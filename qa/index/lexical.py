@@ -376,6 +376,7 @@ class Lexical:
         # A pruned search's partial scores by key, all zeros between searches: kept, as allocating and zeroing
         # n_docs floats per question is what scoring every chunk costs (another thread's search allocates its own).
         self._acc: np.ndarray | None = None
+        self._marks: np.ndarray | None = None  # and its look-ups' candidate positions by key, all zeros between them
         self._acc_lock = threading.Lock()
         self._df: dict[str, int] = {}
         # Per token, the (part number, lo, hi) of each segment holding it: one key search per segment, once.
@@ -483,12 +484,14 @@ class Lexical:
             return self.search_exhaustive(query, k)
         if self._acc_lock.acquire(blocking=False):  # one search at a time uses the kept accumulator
             try:
-                if self._acc is None:
+                if self._acc is None or self._marks is None:
                     self._acc = np.zeros(int(self._bases[-1]), dtype=np.float64)
-                return _PrunedSearch(self, tokens, k, self._acc).run()
+                    self._marks = np.zeros(int(self._bases[-1]), dtype=np.int32)
+                return _PrunedSearch(self, tokens, k, self._acc, self._marks).run()
             finally:
                 self._acc_lock.release()
-        return _PrunedSearch(self, tokens, k, np.zeros(int(self._bases[-1]), dtype=np.float64)).run()
+        size = int(self._bases[-1])
+        return _PrunedSearch(self, tokens, k, np.zeros(size, dtype=np.float64), np.zeros(size, dtype=np.int32)).run()
 
     def _read_list(self, number: int, lo: int, hi: int, idf: float) -> tuple[np.ndarray, np.ndarray]:
         """A posting list read whole: its live chunks' keys (see ``_bases``) and one occurrence's impact on each."""
@@ -500,13 +503,14 @@ class Lexical:
             local, tfs = local[live], tfs[live]
         return local + self._bases[number], _impact_into(idf, tfs, norms[local])
 
-    def _lookup(self, number: int, lo: int, hi: int, idf: float, local: np.ndarray) -> np.ndarray:
+    def _lookup(self, number: int, lo: int, hi: int, idf: float, local: np.ndarray, marks: np.ndarray) -> np.ndarray:
         """One occurrence's impact of the term of posting range ``lo:hi`` on the chunks ``local`` (ascending, live),
         0 for those that do not hold it.
 
         A binary search per chunk in the sorted posting list, or, when the chunks
-        outnumber a tenth of the list, one per posting: either way only what is
-        needed is read from a memory-mapped list.
+        outnumber a tenth of the list, the list read whole and each posting's
+        chunk found in ``marks`` (the segment's part of an all-zeros array, handed
+        back all zeros): only what is needed is read from a memory-mapped list.
         """
         postings, norms = self._parts[number][0], self._norms[number]
         out = np.zeros(len(local), dtype=np.float64)
@@ -514,11 +518,14 @@ class Lexical:
             return out
         plist = postings.post_rows[lo:hi]
         if len(local) * 10 > hi - lo:
-            posting_rows = np.asarray(plist, dtype=np.int64)
-            at = np.searchsorted(local, posting_rows)
-            hit = at < len(local)
-            hit[hit] = local[at[hit]] == posting_rows[hit]
-            where, positions = at[hit], np.flatnonzero(hit)
+            posting_rows = self._local_rows(postings, lo, hi)
+            marks[local] = np.arange(1, len(local) + 1, dtype=np.int32)  # candidate position + 1
+            try:
+                found = marks[posting_rows]
+            finally:
+                marks[local] = 0
+            positions = np.flatnonzero(found)
+            where = found[positions] - 1
         else:
             at = np.searchsorted(plist, local.astype(plist.dtype))
             inside = at < len(plist)
@@ -542,8 +549,8 @@ class _PrunedSearch:
     scored in full reach.
     """
 
-    def __init__(self, lexical: Lexical, tokens: list[str], k: int, acc: np.ndarray) -> None:
-        self.lx, self.tokens, self.k, self.acc = lexical, tokens, k, acc
+    def __init__(self, lexical: Lexical, tokens: list[str], k: int, acc: np.ndarray, marks: np.ndarray) -> None:
+        self.lx, self.tokens, self.k, self.acc, self.marks = lexical, tokens, k, acc, marks
         self.counts = Counter(tokens)
         self.idf = {t: lexical.idf(t) for t in self.counts}
         # each occurrence adds idf * tf / (norm + tf) < idf
@@ -643,7 +650,8 @@ class _PrunedSearch:
             if span is None or term in self.read[number]:
                 continue
             local = keys[lo_i:hi_i] - self.lx._bases[number]
-            out[lo_i:hi_i] = self.lx._lookup(number, *span, self.idf[term], local)
+            marks = self.marks[self.lx._bases[number]:self.lx._bases[number + 1]]
+            out[lo_i:hi_i] = self.lx._lookup(number, *span, self.idf[term], local, marks)
         return out
 
     def _exact(self, keys: np.ndarray, known: dict[str, np.ndarray] | None = None) -> np.ndarray:
