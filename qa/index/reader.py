@@ -244,7 +244,7 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
 
 class BackgroundCheck(threading.Thread):
     """Hashes a large index's bulk files after it opened, at the lowest CPU priority, then checks that its catalog
-    agrees with the segments' tables.
+    agrees with the segments' tables and prepares its BM25 bounds (``Lexical.prepare_bounds``).
 
     A file that does not match its checksum, or a catalog that does not agree, takes the index out of service: every
     later search raises its ``IndexInvalid`` (the one-line message names the file
@@ -280,6 +280,7 @@ class BackgroundCheck(threading.Thread):
             manifest = index.manifest
             if not catalog_agrees(manifest, index.catalog(keep=False), index.segments):
                 raise _disagree(index.folder)
+            index.lexical.prepare_bounds()  # its posting lists are sound and, just hashed, in the page cache
             log.info("index %s: %d large files checked in %.1f s", index.build_id, len(self.files),
                      time.perf_counter() - started)
         except IndexInvalid as exc:

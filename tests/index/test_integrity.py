@@ -305,6 +305,7 @@ def test_a_large_index_is_opened_lazily_and_serves_the_same_answers(hash_index: 
     monkeypatch.setattr(reader, "FULL_CHECK_BYTES", 0)  # this index counts as large
     index = load_index(hash_index)
     assert index.checked.wait(30) and index.damage is None
+    assert index.lexical.bounds_prepared  # the background pass prepares the pruning bounds too
     lazy = Bot(index, hash_embedder).ask(QUESTION).to_json()
     assert {**lazy, "seconds": 0} == {**full, "seconds": 0} and full["quotes"]
 

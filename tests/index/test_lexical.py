@@ -178,14 +178,17 @@ def test_pruned_search_returns_exactly_what_scoring_every_chunk_returns(seed, n,
     lexical = _segmented(texts, cuts, deleted)
     queries = [" ".join(rng.choice(vocab, rng.integers(1, 8))) for _ in range(6)] + ["zebra quasar rare rare",
                                                                                        "nosuchword", ""]
-    for query in queries:
-        rows, scores = lexical.search(query, k, prune=True)
-        want_rows, want_scores = _reference_top(lexical, query, k)
-        assert lexical.search(query, k)[0].tolist() == want_rows  # small: scores every chunk
-        assert rows.tolist() == want_rows, query
-        assert scores.dtype == np.float32 and np.array_equal(scores, want_scores), query
-        ex_rows, ex_scores = lexical.search_exhaustive(query, k)
-        assert ex_rows.tolist() == want_rows and np.array_equal(ex_scores, want_scores), query
+    for prepared in (False, True):  # pruned with IDF bounds, then with each segment's largest share of them
+        if prepared:
+            lexical.prepare_bounds()
+        for query in queries:
+            rows, scores = lexical.search(query, k, prune=True)
+            want_rows, want_scores = _reference_top(lexical, query, k)
+            assert lexical.search(query, k)[0].tolist() == want_rows  # small: scores every chunk
+            assert rows.tolist() == want_rows, (query, prepared)
+            assert scores.dtype == np.float32 and np.array_equal(scores, want_scores), (query, prepared)
+            ex_rows, ex_scores = lexical.search_exhaustive(query, k)
+            assert ex_rows.tolist() == want_rows and np.array_equal(ex_scores, want_scores), query
     for kept in (lexical._acc, lexical._marks):  # the kept scratch arrays are handed back all zeros
         assert kept is None or not kept.any()
 
@@ -195,18 +198,60 @@ def test_pruned_search_leaves_a_segment_alone_when_its_words_cannot_reach_the_to
     lists are not touched; scoring every chunk reads them."""
     texts = ["the common word and a rare one: zebra"] * 3 + [f"the common word, number {i}" for i in range(5000)]
     lexical = _segmented(texts, [2000], set())
-    touched: list[object] = []
-
-    class Watched(np.ndarray):
-        """The second segment's posting rows, noting every access."""
-
-        def __getitem__(self, item):
-            touched.append(item)
-            return super().__getitem__(item)
-
     postings = lexical._parts[1][0]
-    postings.post_rows = np.asarray(postings.post_rows).view(Watched)
+    touched = _watch(postings)
     rows, scores = lexical.search("zebra common", 3, prune=True)
     assert touched == [] and postings.term_id("common") is not None
     assert rows.tolist() == [0, 1, 2] and np.array_equal(scores, _reference_top(lexical, "zebra common", 3)[1])
     assert touched  # scoring every chunk read them
+
+
+class _Watched(np.ndarray):
+    """Posting rows that note every access."""
+
+    touched: list[object]
+
+    def __getitem__(self, item):
+        self.touched.append(item)
+        return super().__getitem__(item)
+
+
+def _watch(postings: Postings) -> list[object]:
+    """Note every access to ``postings``' rows from now on; the list of them."""
+    watched = np.asarray(postings.post_rows).view(_Watched)
+    watched.touched = []
+    postings.post_rows = watched
+    return watched.touched
+
+
+def test_prepared_bounds_are_each_terms_largest_share_of_its_idf():
+    texts = ["storm storm harbour", "storm", "harbour court court court", "court senate", "senate"] * 7
+    lexical = _segmented(texts, [12, 20], {3, 17})
+    lexical.prepare_bounds()
+    for (postings, _), norms, fractions in zip(lexical._parts, lexical._norms, lexical._fractions):
+        ptr = np.asarray(postings.term_ptr)
+        for tid in range(len(ptr) - 1):
+            lo, hi = int(ptr[tid]), int(ptr[tid + 1])
+            tfs = np.asarray(postings.post_tfs[lo:hi], dtype=np.float64)
+            want = float((tfs / (norms[np.asarray(postings.post_rows[lo:hi])] + tfs)).max()) if hi > lo else 0.0
+            assert fractions[tid] == want and 0 <= want < 1
+
+
+def test_prepared_bounds_leave_a_segment_alone_that_the_idf_bound_reads():
+    """The second segment holds only the common word, in long chunks: one occurrence there adds a fifth of its IDF.
+    The IDF alone (2.3) is above the third best score (1.53), so a search reads that segment's list; bounded by
+    the prepared share (0.45), it is left alone. Both return the same top 3."""
+    zebra = [f"zebra seen at the zoo today number {i}" for i in range(40)]
+    filler = [f"filler text number {i} about nothing much" for i in range(860)]
+    common = [" ".join(["common", *(f"pad{j}" for j in range(30))]) for _ in range(100)]
+    lexical = _segmented(zebra + filler + common, [900], set())
+    want = _reference_top(lexical, "zebra common", 3)
+    touched = _watch(lexical._parts[1][0])
+    rows, scores = lexical.search("zebra common", 3, prune=True)
+    assert touched, "with IDF bounds the common word's list is read"
+    assert rows.tolist() == want[0] == [0, 1, 2] and np.array_equal(scores, want[1])
+    lexical.prepare_bounds()
+    touched.clear()
+    rows, scores = lexical.search("zebra common", 3, prune=True)
+    assert touched == []
+    assert rows.tolist() == want[0] and np.array_equal(scores, want[1])
