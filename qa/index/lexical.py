@@ -40,17 +40,19 @@ import logging
 import re
 import threading
 from array import array
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from itertools import repeat
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 
 from qa.index import npy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _TOKEN = re.compile(r"\w\w+|\d", re.UNICODE)
 
@@ -352,6 +354,38 @@ def _runs(ascending: np.ndarray) -> tuple[list[int], list[int], list[int]]:
 #: at 10k chunks (0.8 against 9 ms); at 10M (about 6 million) pruning takes 1.3-1.5x less CPU.
 PRUNE_MIN_POSTINGS = 1_000_000
 
+#: How many words' posting ranges and document frequencies a ``Lexical`` keeps (the least recently used are
+#: forgotten): a word's ranges take about 200 bytes a segment holding it, so at most about 50 MB at 61 segments,
+#: where a forgotten word costs one key search a segment again (under a millisecond).
+WORDS_KEPT = 4096
+
+
+class _Recent(Generic[T]):
+    """At most ``size`` entries by key, the least recently used forgotten first; safe to share between threads."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[str, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> T | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: T) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 #: A pruning bound is trusted only with this relative margin: a float64 sum, then its float32, may round up.
 _MARGIN = 1e-6
 
@@ -383,9 +417,9 @@ class Lexical:
         self._acc: np.ndarray | None = None
         self._marks: np.ndarray | None = None  # and its look-ups' candidate positions by key, all zeros between them
         self._acc_lock = threading.Lock()
-        self._df: dict[str, int] = {}
+        self._df: _Recent[int] = _Recent(WORDS_KEPT)
         # Per token, the (part number, lo, hi) of each segment holding it: one key search per segment, once.
-        self._span_cache: dict[str, list[tuple[int, int, int, int]]] = {}
+        self._span_cache: _Recent[list[tuple[int, int, int, int]]] = _Recent(WORDS_KEPT)
         # Per segment, each term's largest tf / (norm + tf) over its postings (``prepare_bounds``), or None.
         self._fractions: list[np.ndarray] | None = None
 
@@ -398,7 +432,7 @@ class Lexical:
                 tid = postings.term_id(token)
                 if tid is not None:
                     spans.append((number, int(postings.term_ptr[tid]), int(postings.term_ptr[tid + 1]), tid))
-            self._span_cache[token] = spans
+            self._span_cache.put(token, spans)
         return spans
 
     @property
@@ -461,7 +495,7 @@ class Lexical:
                     df += hi - lo
                 else:
                     df += int((rows[self._local_rows(postings, lo, hi)] >= 0).sum())
-            self._df[token] = df
+            self._df.put(token, df)
         return df
 
     def idf(self, token: str) -> float:

@@ -255,3 +255,17 @@ def test_prepared_bounds_leave_a_segment_alone_that_the_idf_bound_reads():
     rows, scores = lexical.search("zebra common", 3, prune=True)
     assert touched == []
     assert rows.tolist() == want[0] and np.array_equal(scores, want[1])
+
+
+def test_a_lexical_index_keeps_a_bounded_number_of_words(monkeypatch):
+    """Every distinct word a server is asked about, unknown ones too, would otherwise stay cached for its life."""
+    from qa.index import lexical as module
+
+    monkeypatch.setattr(module, "WORDS_KEPT", 8)
+    lexical = _segmented(["storm harbour court senate"] * 20, [7], set())
+    want = _reference_top(lexical, "storm court", 5)
+    for i in range(50):
+        lexical.search(f"storm court unknownword{i}", 5, prune=True)
+    assert len(lexical._span_cache) == 8 and len(lexical._df) == 8
+    rows, scores = lexical.search("storm court", 5, prune=True)  # forgotten words are looked up again
+    assert rows.tolist() == want[0] and np.array_equal(scores, want[1])
