@@ -1,11 +1,15 @@
-"""Draw the benchmarks' figures from their JSON: query latency against index size, build throughput per system.
+"""Draw the benchmarks' figures from their JSON: query latency against index size, build throughput per system,
+a whole answer against archive size.
 
     python -m benchmarks.plots benchmarks/results/side-by-side-rtqa-300-articles.json \
         benchmarks/results/search-latency-10k-100k-1m-chunks.json --out docs
+    python -m benchmarks.plots benchmarks/results/archive-scale-10k-1m-10m-chunks-bounds-s5.json --out docs
 
-Reads result files of ``benchmarks.compare`` (build throughput, from its RealTime QA slice) and
-``benchmarks.search_scale`` (latency against size); one file may hold both (the run of 2026-11-23 did).
-Writes ``bench-latency.png`` and ``bench-throughput.png`` (needs matplotlib, in the ``bench`` extra).
+Reads result files of ``benchmarks.compare`` (build throughput, from its RealTime QA slice),
+``benchmarks.search_scale`` (latency against size; one file may hold both, as the run of 2026-11-23 did) and
+``benchmarks.archive_scale`` (a whole answer, cold start and memory at 10k, 1M and 10M chunks). Writes
+``bench-latency.png``, ``bench-throughput.png`` and ``bench-archive.png`` for the data given (needs matplotlib,
+in the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -77,6 +81,50 @@ def plot_throughput(results: dict, out: Path) -> Path | None:
     return _save(fig, results, out / "bench-throughput.png")
 
 
+def plot_archive(results: dict, out: Path) -> Path | None:
+    """A warm answer (p50, p95, and its BM25 and dense steps) against chunks, with the 2x-the-smallest target; cold
+    start to first answer beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted((v for v in results.get("sizes", {}).values() if v.get("answers")), key=lambda v: v["chunks"])
+    if len(rows) < 2:
+        return None
+    chunks = [r["chunks"] for r in rows]
+    step = lambda name: [r["answers"]["steps"][name]["p50"] for r in rows]  # noqa: E731
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.6, 4.0), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
+    left.plot(chunks, [r["answers"]["ask"]["p50"] for r in rows], "o-", label="whole answer, p50")
+    left.plot(chunks, [r["answers"]["ask"]["p95"] for r in rows], "o:", label="whole answer, p95")
+    left.plot(chunks, step("bm25_search"), "^-", label="BM25 search, p50")
+    left.plot(chunks, step("dense_search"), "s-", label="dense search, p50")
+    left.plot(chunks, step("compose"), "d--", label="composing the answer (reader), p50")
+    left.axhline(2 * rows[0]["answers"]["ask"]["p50"], color="grey", lw=0.8, ls="--")
+    left.text(chunks[0], 2 * rows[0]["answers"]["ask"]["p50"] * 1.06, "target at 10M: 2x the smallest's p50",
+              fontsize=7, color="grey")
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("chunks in the index")
+    left.set_ylabel("ms, warm, 60 questions")
+    left.set_title("A warm answer against archive size")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=7, loc="lower right")
+    right.plot(chunks, [r["cold"]["seconds"] for r in rows], "o-", color="#2b7bba")
+    for r in rows:
+        right.annotate(f"{r['cold']['peak_rss_mb']:,.0f} MB peak", (r["chunks"], r["cold"]["seconds"]),
+                       textcoords="offset points", xytext=(-30, 8), fontsize=7)
+    right.set_xscale("log")
+    right.set_ylim(0, max(5.5, max(r["cold"]["seconds"] for r in rows) * 1.3))
+    right.axhline(5, color="grey", lw=0.8, ls="--")
+    right.text(chunks[0], 5.1, "target at 10M: 5 s (1M: 3 s)", fontsize=7, color="grey")
+    right.set_xlabel("chunks in the index")
+    right.set_ylabel("seconds, median of fresh processes")
+    right.set_title("Process start to first answer")
+    right.grid(True, which="both", alpha=0.3)
+    return _save(fig, results, out / "bench-archive.png")
+
+
 def _save(fig, results: dict, path: Path) -> Path:
     """Add the machine footer, write ``fig`` to ``path`` and free it."""
     import matplotlib.pyplot as plt
@@ -122,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = merged(args.results)
     args.out.mkdir(parents=True, exist_ok=True)
-    for path in (plot_latency(results, args.out), plot_throughput(results, args.out)):
+    for path in (plot_latency(results, args.out), plot_throughput(results, args.out), plot_archive(results, args.out)):
         if path:
             print(path)
     return 0
