@@ -418,7 +418,8 @@ class Lexical:
         self._marks: np.ndarray | None = None  # and its look-ups' candidate positions by key, all zeros between them
         self._acc_lock = threading.Lock()
         self._df: _Recent[int] = _Recent(WORDS_KEPT)
-        # Per token, the (part number, lo, hi) of each segment holding it: one key search per segment, once.
+        # Per token, (part number, lo, hi, term id) of each segment holding it: one key search per segment, again
+        # only when the token has left the WORDS_KEPT most recently asked.
         self._span_cache: _Recent[list[tuple[int, int, int, int]]] = _Recent(WORDS_KEPT)
         # Per segment, each term's largest tf / (norm + tf) over its postings (``prepare_bounds``), or None.
         self._fractions: list[np.ndarray] | None = None
