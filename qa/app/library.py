@@ -177,9 +177,10 @@ class Library:
         """At most ``limit`` articles whose title or source holds ``query`` (any case), and how many do in all.
 
         Without a query only the first ``limit`` articles' records are read, so the Articles tab of an archive
-        of half a million articles opens at once. The first query reads every article's title (about 0.07 ms an
-        article) and keeps them, lowered; later ones search what it kept and read only the records of the rows
-        they show, and after a rebuild only the new segments' titles are read.
+        of half a million articles opens at once. The first query reads every segment's titles file (an older
+        segment without one: every article's record, about 0.07 ms an article) and keeps the titles, lowered;
+        later ones search what it kept and read only the records of the rows they show, and after a rebuild only
+        the new segments' titles are read.
         """
         bot = self._bot
         if bot is None:
@@ -207,9 +208,8 @@ class Library:
                 for seg, positions in index.articles.by_segment():
                     known = kept[seg.entry.id] = self._segment_titles.get(seg.entry.id, {})
                     missing = [p for p in positions.tolist() if p not in known]
-                    for p, (article, count) in zip(missing, index.articles.in_segment(seg, missing)):
-                        title = f"{collapse_whitespace(article.title)}\n{collapse_whitespace(article.source)}"
-                        known[p] = (article.id, count, title.lower())
+                    for p, (article_id, title, source, count) in zip(missing, index.articles.titles_in(seg, missing)):
+                        known[p] = (article_id, count, f"{collapse_whitespace(title)}\n{collapse_whitespace(source)}".lower())
                     for p in positions.tolist():
                         ids.append(known[p][0])
                         chunks.append(known[p][1])

@@ -13,6 +13,8 @@ Layout (names carry ids, so two builds never write the same name)::
         articles.table.npy, chunks.table.npy
                                     where each record starts, its digest (see qa/index/records.py)
         term_keys.npy               each BM25 term's 64-bit key and id, sorted (no vocabulary dict at load)
+        titles.json                 each article's [id, title, source], by position: the Articles filter's
+                                    one read (checked against the manifest's sha256 when read)
         vectors.npy                 float32 [chunks, dim], L2-normalised (allow_pickle=False)
         dense.faiss                 FAISS inner-product index over those vectors
         terms.json, term_ptr.npy, post_rows.npy, post_tfs.npy, lengths.npy
@@ -64,11 +66,13 @@ SEGMENT_FILES = {
     "article_table": "articles.table.npy",
     "chunk_table": "chunks.table.npy",
     "term_keys": "term_keys.npy",
+    "titles": "titles.json",
 }
 #: What every segment holds; segments written before record tables existed hold only these.
 REQUIRED_KINDS = ("articles", "chunks", "vectors", "dense", "postings")
-#: What a segment written by this version holds.
-WRITTEN_KINDS = (*REQUIRED_KINDS, "article_table", "chunk_table", "term_keys")
+#: What a segment written by this version holds. ``titles``: each article's id, title and source, by position, so
+#: the Articles tab's filter reads one small file a segment instead of every article's record (text and all).
+WRITTEN_KINDS = (*REQUIRED_KINDS, "article_table", "chunk_table", "term_keys", "titles")
 
 
 def new_id() -> str:

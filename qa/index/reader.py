@@ -211,7 +211,8 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
     for rel, entry in manifest.files.items():
         _check_file(folder, rel, entry, rel not in later)  # sizes always; checksums of all but ``later``
     try:
-        segments = [read_segment(folder, entry) for entry in manifest.segments]
+        sha256 = {rel: entry.sha256 for rel, entry in manifest.files.items()}
+        segments = [read_segment(folder, entry, sha256) for entry in manifest.segments]
     except Exception as exc:  # noqa: BLE001 - json, numpy and faiss each raise their own kinds
         raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `{build_command(folder, full=True)}`") from None
     live = tables_agree(manifest, segments)

@@ -165,6 +165,24 @@ class Articles(Mapping[str, Article]):
         except RecordDamaged as exc:
             raise self._index.damaged_record(str(exc)) from None
 
+    def titles_in(self, seg: Segment, positions: Sequence[int]) -> Iterator[tuple[str, str, str, int]]:
+        """(id, title, source, number of chunks) of the articles at ``positions`` of ``seg``: from its titles file,
+        one small read, when it has one (segments written before they held one: from each article's record)."""
+        if seg.titles is None:
+            for article, count in self.in_segment(seg, positions):
+                yield article.id, article.title, article.source, count
+            return
+        if not len(positions):
+            return
+        self._index.raise_if_damaged()
+        try:
+            rows = seg.titles.read(len(seg.articles))
+        except RecordDamaged as exc:
+            raise self._index.damaged_record(str(exc)) from None
+        counts = np.bincount(seg.article_positions(), minlength=len(seg.articles))
+        for position in positions:
+            yield (*rows[position], int(counts[position]))
+
     def __getitem__(self, article_id: str) -> Article:
         place = self._live.place(article_id) if isinstance(article_id, str) else None
         if place is None:

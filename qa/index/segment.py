@@ -8,6 +8,9 @@ through their tables (qa/index/records.py), the vectors by row
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,37 @@ from qa.index.dense import read_dense
 from qa.index.format import SEGMENT_FILES
 from qa.index.lexical import Postings
 from qa.index.manifest import SegmentEntry
-from qa.index.records import AUX, RecordFile, id_key, table_of
+from qa.index.records import AUX, RecordDamaged, RecordFile, close_quietly, id_key, table_of
 from qa.index.vectors import VectorFile
 from qa.records import Article, Chunk
+
+
+class TitlesFile:
+    """A segment's ``titles.json`` (each article's id, title and source, by position): opened with the segment, so
+    a later build's clean-up cannot take it away, and read whole when asked for, checked against its manifest sha256.
+    """
+
+    def __init__(self, path: Path, sha256: str | None) -> None:
+        self.name = f"{path.parent.name}/{path.name}"
+        self._sha256 = sha256
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __del__(self) -> None:
+        close_quietly(getattr(self, "_fd", None))
+
+    def read(self, articles: int) -> list[tuple[str, str, str]]:
+        """The ``articles`` rows; ``RecordDamaged`` if the file does not match its checksum or holds anything else."""
+        data = os.pread(self._fd, os.fstat(self._fd).st_size, 0)
+        if self._sha256 is None or hashlib.sha256(data).hexdigest() != self._sha256:
+            raise RecordDamaged(self.name)
+        try:
+            rows = json.loads(data)
+        except ValueError:
+            raise RecordDamaged(self.name) from None
+        if not isinstance(rows, list) or len(rows) != articles or not all(
+                isinstance(r, list) and len(r) == 3 and all(isinstance(x, str) for x in r) for r in rows):
+            raise RecordDamaged(self.name)
+        return [(r[0], r[1], r[2]) for r in rows]
 
 
 @dataclass
@@ -35,6 +66,7 @@ class Segment:
     dense: Any
     postings: Postings
     deleted: np.ndarray
+    titles: TitlesFile | None = None  # None: written before segments held one
     _by_key: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def keys_sorted(self) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +112,9 @@ def read_tables(folder: Path, entry: SegmentEntry) -> tuple[np.ndarray, np.ndarr
     return articles, chunks
 
 
-def read_segment(folder: Path, entry: SegmentEntry) -> Segment:
-    """Open one segment's files; nothing is read whole."""
+def read_segment(folder: Path, entry: SegmentEntry, sha256: dict[str, str] | None = None) -> Segment:
+    """Open one segment's files; nothing is read whole. ``sha256`` maps file paths (relative to ``folder``) to the
+    checksums the manifest gives them: a titles file is checked against its own when it is read."""
     base = folder / entry.folder
     article_table, chunk_table = read_tables(folder, entry)
     articles = RecordFile(base / SEGMENT_FILES["articles"], article_table, Article.from_json, cache=256)
@@ -89,4 +122,8 @@ def read_segment(folder: Path, entry: SegmentEntry) -> Segment:
     vectors = read_vectors(folder, entry)
     dense = read_dense(base / SEGMENT_FILES["dense"])
     postings = Postings.load(base, mmap=True, keys="term_keys" in entry.kinds)
-    return Segment(entry, articles, chunks, vectors, dense, postings, read_deletions(folder, entry))
+    titles = None
+    if "titles" in entry.kinds:
+        rel = f"{entry.folder}/{SEGMENT_FILES['titles']}"
+        titles = TitlesFile(folder / rel, (sha256 or {}).get(rel))
+    return Segment(entry, articles, chunks, vectors, dense, postings, read_deletions(folder, entry), titles)

@@ -19,6 +19,7 @@ import errno
 import fcntl
 import functools
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -165,6 +166,8 @@ class IndexWriter:
             tables["term_keys"] = keys
         for kind, table in tables.items():
             np.save(folder / SEGMENT_FILES[kind], table, allow_pickle=False)
+        titles = [[a.id, a.title, a.source] for a in articles]
+        (folder / SEGMENT_FILES["titles"]).write_text(json.dumps(titles, ensure_ascii=False), encoding="utf-8")
         np.save(folder / SEGMENT_FILES["vectors"], np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
         write_dense(dense, folder / SEGMENT_FILES["dense"])
         postings.save(folder)

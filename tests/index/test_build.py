@@ -54,7 +54,7 @@ def test_first_build_writes_a_manifest_that_names_everything(hash_index: Path, c
     assert segment["chunks"] == raw["counts"]["chunks"] and segment["deleted"] == 0 and segment["deletions"] is None
     assert segment["dense"] == {"kind": "flat", "metric": "inner_product", "rows": segment["chunks"], "recall_at_10": 1.0}
     assert set(segment["holds"]) == {"articles", "chunks", "vectors", "dense", "postings", "article_table",
-                                     "chunk_table", "term_keys"}
+                                     "chunk_table", "term_keys", "titles"}
     assert index.segments[0].dense.ntotal == raw["counts"]["chunks"]
     assert raw["lexical"] == {"kind": "bm25", "variant": "lucene", "k1": 1.5, "b": 0.75, "tokenizer": raw["lexical"]["tokenizer"]}
     # Each source file is recorded with what decides whether the next build reads it again.

@@ -40,7 +40,8 @@ def _write_manifest(folder: Path, raw: dict) -> None:
 
 
 FILES = {"articles": "articles.jsonl", "chunks": "chunks.jsonl", "vectors": "vectors.npy", "dense": "dense.faiss",
-         "postings": "terms.json", "post_rows": "post_rows.npy", "chunk_table": "chunks.table.npy"}
+         "postings": "terms.json", "post_rows": "post_rows.npy", "chunk_table": "chunks.table.npy",
+         "titles": "titles.json"}
 
 
 def _rel(folder: Path, kind: str) -> str:
@@ -247,6 +248,8 @@ TAMPERING: dict[str, tuple[Callable[[Path], None], type[IndexLoadError], str]] =
     "BM25 terms: one byte changed": (_flip_last_byte("postings"), IndexInvalid, "checksum"),
     "BM25 posting rows: one byte changed": (_flip_last_byte("post_rows"), IndexInvalid, "checksum"),
     "chunk table: one byte changed": (_flip_last_byte("chunk_table"), IndexInvalid, "checksum"),
+    "titles: one byte changed": (_flip_last_byte("titles"), IndexInvalid, "checksum"),
+    "titles truncated": (_truncate("titles"), IndexInvalid, "wrong size"),
     "chunk text edited, checksum recomputed": (_consistent_chunk_edit, IndexInvalid, "do not agree"),
     "vectors of another width, checksum recomputed": (_vectors_of_other_width, IndexInvalid, "do not agree"),
 }
@@ -422,6 +425,39 @@ def test_the_check_of_a_replaced_index_stops_without_calling_it_damaged(hash_ind
     check.start()
     assert old.checked.wait(30)
     assert old.damage is None, "a retired generation is not damaged"
+
+
+def test_a_titles_file_changed_under_a_running_index_is_refused_when_read(hash_index: Path):
+    """The Articles filter reads a segment's titles file when first asked: it is checked against its manifest
+    checksum then, as a record is against its digest."""
+    index = load_index(hash_index, check="lazy")
+    seg = index.segments[0]
+    positions = list(range(len(seg.articles)))
+    counts = [count for _, count in index.articles.in_segment(seg, positions)]
+    want = [(a.id, a.title, a.source, n) for a, n in zip(seg.articles, counts)]
+    assert list(index.articles.titles_in(seg, positions)) == want and want
+    _flip_last_byte("titles")(hash_index)
+    with pytest.raises(IndexInvalid) as caught:
+        list(index.articles.titles_in(seg, positions))
+    _assert_clear(str(caught.value), "titles.json")
+
+
+def test_segments_written_before_titles_files_are_listed_from_their_records(hash_index: Path, hash_embedder):
+    """An index whose segments hold no titles file (written before they did) opens, answers, and lists the same
+    titles, read from each article's record."""
+    expected = load_index(hash_index)
+    seg = expected.segments[0]
+    positions = list(range(len(seg.articles)))
+    want = list(expected.articles.titles_in(seg, positions))
+    raw = _manifest(hash_index)
+    for entry in raw["segments"]:
+        entry["holds"].pop("titles")
+        raw["files"].pop(f'{entry["folder"]}/titles.json')
+        (hash_index / entry["folder"] / "titles.json").unlink()
+    _write_manifest(hash_index, raw)
+    older = load_index(hash_index)
+    assert older.segments[0].titles is None and Bot(older, hash_embedder).ask(QUESTION).quotes
+    assert list(older.articles.titles_in(older.segments[0], positions)) == want and want
 
 
 def test_a_running_bot_keeps_its_index_when_the_folder_is_tampered_with(hash_index: Path, hash_embedder):

@@ -74,6 +74,10 @@ def assert_same_as_full(index_dir: Path, articles: Path, embedder, tmp_path: Pat
     listed = [(article.id, chunks) for article, chunks in seg.articles.with_chunks()]
     assert sorted(listed) == sorted((e.id, e.chunks) for e in seg.catalog().articles)
     assert [article_id for article_id, _ in listed] == list(seg.articles)
+    # and each segment's titles file (what the filter reads) says what its live articles' records say
+    titled = [row for s, positions in seg.articles.by_segment() for row in seg.articles.titles_in(s, positions.tolist())]
+    assert titled == [(a.id, a.title, a.source, n) for a, n in seg.articles.with_chunks()]
+    assert all(s.titles is not None for s in seg.segments)
     ids_a, ids_b = [c.id for c in seg.chunks], [c.id for c in fresh.chunks]
     assert sorted(ids_a) == sorted(ids_b) and len(set(ids_a)) == len(ids_a)
     assert seg.lexical.n_docs == fresh.lexical.n_docs and seg.lexical.avg_length == fresh.lexical.avg_length
