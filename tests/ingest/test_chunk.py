@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qa.ingest.chunk import chunk_article, embedding_text, split_text
 from qa.embed.torch import SentenceTransformerEmbedder
@@ -74,3 +76,16 @@ def test_empty_text_has_no_chunks(real_tokens):
 )
 def test_sentence_spans(text, expected):
     assert [text[s:e] for s, e in sentence_spans(text)] == expected
+
+
+@given(st.text(alphabet=st.sampled_from([*" \t\n\r\f\v\x1c\x1f\x85\xa0\u2028\u3000\u200b", "a", "é", "中", "."]),
+               max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_collapse_whitespace_is_the_regex_it_replaced(text):
+    """``" ".join(text.split())`` against what it replaced, a run of ``\\s`` made one space and stripped: Unicode
+    separators, non-breaking and ideographic spaces included (the zero-width space is not whitespace to either)."""
+    import re
+
+    from qa.text import collapse_whitespace
+
+    assert collapse_whitespace(text) == re.sub(r"\s+", " ", text).strip()
