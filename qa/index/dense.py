@@ -269,7 +269,10 @@ def search_dense(index, query_vector: np.ndarray, k: int, vectors: np.ndarray | 
     single query and, on a busy machine, waiting for them cost 30 ms where the
     search itself took 0.4 ms (measured in docs/benchmarks.md).
     """
-    threads = _one_thread()
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
     try:
         query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
         if refine and vectors is not None:
@@ -277,7 +280,7 @@ def search_dense(index, query_vector: np.ndarray, k: int, vectors: np.ndarray | 
         else:
             scores, rows = index.search(query, k)
     finally:
-        _restore_threads(threads)
+        faiss.omp_set_num_threads(threads)
     keep = rows[0] >= 0
     return rows[0][keep].astype(np.int64), scores[0][keep]
 
@@ -311,15 +314,8 @@ def search_segments(parts, query_vector: np.ndarray, k: int, pooled: int = POOLE
         want = min(int(index.ntotal), k + int(deleted))
         if want <= 0:
             return None
-        if refine and vectors is not None and pooled:
-            threads = _one_thread()
-            try:
-                approx, local = index.search(np.asarray(query_vector, dtype=np.float32).reshape(1, -1), want * refine)
-            finally:
-                _restore_threads(threads)
-            local, approx = local[0], approx[0]
-            keep = local >= 0
-            local, approx = local[keep], approx[keep]
+        if refine and vectors is not None and pooled:  # its 8-bit scores only: re-scored below, with the pool
+            local, approx = search_dense(index, query_vector, want * refine)
             mapped = rows[local]
             live = mapped >= 0
             return "pool", (number, mapped[live], local[live], approx[live])
@@ -391,18 +387,3 @@ def _exact_scores(vectors, local: np.ndarray, query: np.ndarray) -> np.ndarray:
     exact = np.empty(len(local), dtype=np.float32)
     exact[order] = np.asarray(vectors[local[order]], dtype=np.float32) @ query
     return exact
-
-
-def _one_thread() -> int:
-    """FAISS on one OpenMP thread (in the calling thread); the count it had, for ``_restore_threads``."""
-    import faiss
-
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    return threads
-
-
-def _restore_threads(threads: int) -> None:
-    import faiss
-
-    faiss.omp_set_num_threads(threads)
