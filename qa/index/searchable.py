@@ -159,7 +159,7 @@ class Articles(Mapping[str, Article]):
             return
         self._index.raise_if_damaged()
         try:
-            counts = np.bincount(seg.article_positions(), minlength=len(seg.articles))
+            counts = seg.chunks_per_article()
             for position in positions:
                 yield seg.articles[position], int(counts[position])
         except RecordDamaged as exc:
@@ -179,7 +179,7 @@ class Articles(Mapping[str, Article]):
             rows = seg.titles.read(len(seg.articles))
         except RecordDamaged as exc:
             raise self._index.damaged_record(str(exc)) from None
-        counts = np.bincount(seg.article_positions(), minlength=len(seg.articles))
+        counts = seg.chunks_per_article()
         for position in positions:
             yield (*rows[position], int(counts[position]))
 

@@ -81,6 +81,11 @@ class Segment:
         """For each local row, the position of its chunk's article among the segment's articles."""
         return np.asarray(self.chunks.table[:-1, AUX], dtype=np.int64)
 
+    def chunks_per_article(self) -> np.ndarray:
+        """How many chunks (deleted ones too) each of the segment's articles has, by position; for a segment
+        whose tables were checked to agree (``qa.index.agreement``)."""
+        return np.bincount(self.article_positions(), minlength=len(self.articles))
+
 
 def read_vectors(folder: Path, entry: SegmentEntry) -> VectorFile:
     """The segment's vectors (float32 [chunks, dim]), read by row when asked for."""
