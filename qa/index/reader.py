@@ -185,10 +185,15 @@ def bulk_files(manifest: Manifest) -> list[str]:
     return out
 
 
+def _searched(rel: str) -> bool:
+    """Whether the index file ``rel`` is one of ``SEARCHED_FILES``."""
+    return PurePosixPath(rel).name in SEARCHED_FILES
+
+
 def check_order(files: Iterable[str]) -> list[str]:
     """The order the background check hashes ``files`` in: those a question does not search first, then
     ``SEARCHED_FILES``, each group by name."""
-    return sorted(files, key=lambda rel: (PurePosixPath(rel).name in SEARCHED_FILES, rel))
+    return sorted(files, key=lambda rel: (_searched(rel), rel))
 
 
 def check_mode(manifest: Manifest, check: str = "auto") -> str:
@@ -211,8 +216,7 @@ def _load_generation(folder: Path, manifest: Manifest, model: str | None, check:
     for rel, entry in manifest.files.items():
         _check_file(folder, rel, entry, rel not in later)  # sizes always; checksums of all but ``later``
     try:
-        sha256 = {rel: entry.sha256 for rel, entry in manifest.files.items()}
-        segments = [read_segment(folder, entry, sha256) for entry in manifest.segments]
+        segments = [read_segment(folder, entry, manifest.files) for entry in manifest.segments]
     except Exception as exc:  # noqa: BLE001 - json, numpy and faiss each raise their own kinds
         raise IndexInvalid(f"{folder}/ cannot be read ({type(exc).__name__}): run `{build_command(folder, full=True)}`") from None
     live = tables_agree(manifest, segments)
@@ -274,8 +278,7 @@ class BackgroundCheck(threading.Thread):
                 if self._replaced():
                     log.info("index %s was replaced; its check stops", index.build_id)
                     return
-                keep = PurePosixPath(rel).name in SEARCHED_FILES
-                _check_file(index.folder, rel, index.manifest.files[rel], True, keep_cached=keep)
+                _check_file(index.folder, rel, index.manifest.files[rel], True, keep_cached=_searched(rel))
             if self._replaced():
                 return
             manifest = index.manifest

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from qa.index import npy
 from qa.index.dense import read_dense
 from qa.index.format import SEGMENT_FILES
 from qa.index.lexical import Postings
-from qa.index.manifest import SegmentEntry
+from qa.index.manifest import FileEntry, SegmentEntry
 from qa.index.records import AUX, RecordDamaged, RecordFile, close_quietly, id_key, table_of
 from qa.index.vectors import VectorFile
 from qa.records import Article, Chunk
@@ -117,9 +118,9 @@ def read_tables(folder: Path, entry: SegmentEntry) -> tuple[np.ndarray, np.ndarr
     return articles, chunks
 
 
-def read_segment(folder: Path, entry: SegmentEntry, sha256: dict[str, str] | None = None) -> Segment:
-    """Open one segment's files; nothing is read whole. ``sha256`` maps file paths (relative to ``folder``) to the
-    checksums the manifest gives them: a titles file is checked against its own when it is read."""
+def read_segment(folder: Path, entry: SegmentEntry, files: Mapping[str, FileEntry] | None = None) -> Segment:
+    """Open one segment's files; nothing is read whole. ``files`` is the manifest's (paths relative to
+    ``folder``): a titles file is checked against its checksum there when it is read."""
     base = folder / entry.folder
     article_table, chunk_table = read_tables(folder, entry)
     articles = RecordFile(base / SEGMENT_FILES["articles"], article_table, Article.from_json, cache=256)
@@ -130,5 +131,6 @@ def read_segment(folder: Path, entry: SegmentEntry, sha256: dict[str, str] | Non
     titles = None
     if "titles" in entry.kinds:
         rel = f"{entry.folder}/{SEGMENT_FILES['titles']}"
-        titles = TitlesFile(folder / rel, (sha256 or {}).get(rel))
+        known = (files or {}).get(rel)
+        titles = TitlesFile(folder / rel, known.sha256 if known is not None else None)
     return Segment(entry, articles, chunks, vectors, dense, postings, read_deletions(folder, entry), titles)
