@@ -414,8 +414,8 @@ class Lexical:
         self._bases = np.cumsum([0, *(len(rows) for _, rows in self._parts)]).astype(np.int64)
         # A pruned search's partial scores by key, all zeros between searches: kept, as allocating and zeroing
         # n_docs floats per question is what scoring every chunk costs (another thread's search allocates its own).
-        self._acc: np.ndarray | None = None
-        self._marks: np.ndarray | None = None  # and its look-ups' candidate positions by key, all zeros between them
+        # With it, the look-ups' candidate positions by key, all zeros between them too (``_new_scratch``).
+        self._scratch: tuple[np.ndarray, np.ndarray] | None = None
         self._acc_lock = threading.Lock()
         self._df: _Recent[int] = _Recent(WORDS_KEPT)
         # Per token, (part number, lo, hi, term id) of each segment holding it: one key search per segment, again
@@ -453,12 +453,12 @@ class Lexical:
         for number, (postings, _) in enumerate(self._parts):
             ptr = np.asarray(postings.term_ptr, dtype=np.int64)
             out = np.zeros(len(ptr) - 1, dtype=np.float64)
-            starts = ptr[:-1][ptr[:-1] < ptr[1:]]  # terms with postings; an empty term's bound stays 0
-            if len(starts):
+            held = ptr[:-1] < ptr[1:]  # terms with postings; an empty term's bound stays 0
+            if held.any():
                 local = self._local_rows(postings, 0, int(ptr[-1]))
                 tfs = np.asarray(postings.post_tfs[: ptr[-1]]).astype(np.float64)
                 share = tfs / (self._norms[number][local] + tfs)
-                out[ptr[:-1] < ptr[1:]] = np.maximum.reduceat(share, starts)
+                out[held] = np.maximum.reduceat(share, ptr[:-1][held])
             fractions.append(out)
         self._fractions = fractions
 
@@ -553,14 +553,17 @@ class Lexical:
             return self.search_exhaustive(query, k)
         if self._acc_lock.acquire(blocking=False):  # one search at a time uses the kept accumulator
             try:
-                if self._acc is None or self._marks is None:
-                    self._acc = np.zeros(int(self._bases[-1]), dtype=np.float64)
-                    self._marks = np.zeros(int(self._bases[-1]), dtype=np.int32)
-                return _PrunedSearch(self, tokens, k, self._acc, self._marks).run()
+                if self._scratch is None:
+                    self._scratch = self._new_scratch()
+                return _PrunedSearch(self, tokens, k, *self._scratch).run()
             finally:
                 self._acc_lock.release()
+        return _PrunedSearch(self, tokens, k, *self._new_scratch()).run()
+
+    def _new_scratch(self) -> tuple[np.ndarray, np.ndarray]:
+        """A pruned search's all-zeros accumulator (partial scores) and look-up positions, one slot per key."""
         size = int(self._bases[-1])
-        return _PrunedSearch(self, tokens, k, np.zeros(size, dtype=np.float64), np.zeros(size, dtype=np.int32)).run()
+        return np.zeros(size, dtype=np.float64), np.zeros(size, dtype=np.int32)
 
     def _read_list(self, number: int, lo: int, hi: int, idf: float) -> tuple[np.ndarray, np.ndarray]:
         """A posting list read whole: its live chunks' keys (see ``_bases``) and one occurrence's impact on each."""

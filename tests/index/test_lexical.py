@@ -189,8 +189,8 @@ def test_pruned_search_returns_exactly_what_scoring_every_chunk_returns(seed, n,
             assert scores.dtype == np.float32 and np.array_equal(scores, want_scores), (query, prepared)
             ex_rows, ex_scores = lexical.search_exhaustive(query, k)
             assert ex_rows.tolist() == want_rows and np.array_equal(ex_scores, want_scores), query
-    for kept in (lexical._acc, lexical._marks):  # the kept scratch arrays are handed back all zeros
-        assert kept is None or not kept.any()
+    for kept in lexical._scratch or ():  # the kept scratch arrays are handed back all zeros
+        assert not kept.any()
 
 
 def test_pruned_search_leaves_a_segment_alone_when_its_words_cannot_reach_the_top():
