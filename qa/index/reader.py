@@ -175,12 +175,14 @@ def _current_build_id(folder: Path) -> str | None:
 
 def bulk_files(manifest: Manifest) -> list[str]:
     """The large files, which a large index checks after it opens: vectors, FAISS, posting lists, tabled records,
-    the catalog."""
+    titles files, the catalog."""
     out = [manifest.catalog] if manifest.catalog else []
     for seg in manifest.segments:
         names = [SEGMENT_FILES["vectors"], SEGMENT_FILES["dense"], *Postings.bulk_file_names()]
         if seg.has_tables:  # each record is checked against its table's digest when it is read
             names += [SEGMENT_FILES["articles"], SEGMENT_FILES["chunks"]]
+        if "titles" in seg.kinds:  # checked against its manifest checksum when it is read
+            names.append(SEGMENT_FILES["titles"])
         out += [f"{seg.folder}/{name}" for name in names]
     return out
 
